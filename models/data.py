@@ -1,0 +1,97 @@
+"""Loading FER2013 and UTKFace from ../shared/data into memory as grey uint8 arrays.
+
+Images are decoded once and cached under build/cache as .npz, so later runs
+start in seconds. The datasets' own crops are the models' framing: FER2013 is
+kept at its native 48x48; UTKFace's 200x200 aligned crops are resized whole
+(area averaging, as the Go pipeline does) to the model input size.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+AGE_BINS = ["0-19", "20-39", "40-59", "60-79", "80+"]
+AGE_EDGES = [20, 40, 60, 80]  # lower bounds of bins 1..4
+GENDERS = ["female", "male"]  # UTKFace encodes 0 = male, 1 = female
+RACES = ["white", "black", "asian", "indian", "others"]
+# The age and gender models see the central 80% of UTKFace's aligned 200x200
+# crops: the face with a little hair and chin, less background.
+UTK_CROP = 0.8
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "build" / "cache"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("EDGE_DATA", ROOT.parent / "shared" / "data"))
+
+
+def age_bin(age: int) -> int:
+    return sum(age >= e for e in AGE_EDGES)
+
+
+def _to_gray(data: bytes, size: int | None, crop: float = 1.0) -> np.ndarray:
+    img = Image.open(io.BytesIO(data)).convert("L")
+    if crop != 1.0:
+        w, h = img.size
+        cw, ch = w * crop, h * crop
+        img = img.crop((round((w - cw) / 2), round((h - ch) / 2), round((w + cw) / 2), round((h + ch) / 2)))
+    if size is not None and img.size != (size, size):
+        img = img.resize((size, size), Image.BOX)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Returns images N x 48 x 48 uint8 and labels (index into EMOTIONS)."""
+    cache = CACHE / f"fer_{split}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        return z["x"], z["y"]
+    xs, ys = [], []
+    with tarfile.open(data_dir() / "fer2013" / f"{split}.tar.gz") as tf:
+        for m in tf:
+            if not m.isfile():
+                continue
+            cls = m.name.split("/")[0]
+            xs.append(_to_gray(tf.extractfile(m).read(), 48))
+            ys.append(EMOTIONS.index(cls))
+    x, y = np.stack(xs), np.array(ys, dtype=np.int64)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, x=x, y=y)
+    return x, y
+
+
+def parse_utk(name: str) -> tuple[int, int, int]:
+    """age, gender (index into GENDERS), race from a UTKFace file name."""
+    f = os.path.basename(name).split(".")[0].split("_")
+    age, g, race = int(f[0]), int(f[1]), int(f[2])
+    return age, (1 - g), race
+
+
+def load_utk(split: str, size: int, crop: float = UTK_CROP) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Returns images N x size x size uint8 (the central `crop` fraction of each
+    200x200 image, resized), ages, genders, races."""
+    cache = CACHE / f"utk_{split}_{size}_{crop:g}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        return z["x"], z["age"], z["gender"], z["race"]
+    xs, ages, genders, races = [], [], [], []
+    with tarfile.open(data_dir() / "utkface" / f"{split}.tar.gz") as tf:
+        for m in tf:
+            if not m.isfile():
+                continue
+            a, g, r = parse_utk(m.name)
+            xs.append(_to_gray(tf.extractfile(m).read(), size, crop))
+            ages.append(a)
+            genders.append(g)
+            races.append(r)
+    out = (np.stack(xs), np.array(ages), np.array(genders), np.array(races))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, x=out[0], age=out[1], gender=out[2], race=out[3])
+    return out

@@ -1,0 +1,298 @@
+"""Train edge's classifiers on CPU or CUDA: `python3 models/train.py --task emotion|agegender`.
+
+emotion   : FER2013 48x48 grey, 7 classes.
+agegender : UTKFace, one shared trunk with an age-category head (5 classes) and a
+            gender head (2 classes); export.py writes each head as its own model.
+
+Recipe: batched on-the-fly augmentation (flip, rotation, scale, shift,
+brightness/contrast, cutout), label smoothing, mildly re-weighted rare classes
+(disgust, 80+), AdamW with a one-cycle schedule, an exponential moving average
+of the weights, early stopping on val, fixed seeds. Every epoch is logged; the
+best checkpoint, a training-curve PNG and a val confusion-matrix PNG are written
+to build/models/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from copy import deepcopy
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import data
+from net import Arch, EdgeNet, count_macs
+
+OUT = data.ROOT / "build" / "models"
+
+ARCHS = {
+    "emotion": Arch(input_size=48, stages=[(32, 1), (48, 2), (96, 2), (192, 2)], heads={"emotion": 7}, dropout=0.3),
+    "agegender": Arch(input_size=48, stages=[(32, 1), (48, 2), (96, 2), (192, 2)], heads={"age": 5, "gender": 2}, dropout=0.3),
+}
+
+
+def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Random affine (flip, rotation, scale, shift), photometric jitter and cutout, batched.
+
+    x is N x 1 x H x W in [0, 1]. Pixels pulled from outside the image are mid grey,
+    as the Go pipeline fills crops that reach past the frame.
+    """
+    n, dev = x.shape[0], x.device
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return (torch.rand(n, generator=g) * (hi - lo) + lo).to(dev)
+
+    ang = u(-12, 12) * math.pi / 180 * strength
+    scale = torch.exp(u(-0.12, 0.12) * strength)  # >1 zooms out
+    tx, ty = u(-0.08, 0.08) * strength, u(-0.08, 0.08) * strength
+    flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).to(dev)
+    cos, sin = torch.cos(ang) * scale, torch.sin(ang) * scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+    # brightness / contrast / gamma-ish jitter
+    c = u(0.7, 1.3).view(n, 1, 1, 1)
+    b = u(-0.15, 0.15).view(n, 1, 1, 1)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    x = (x - mean) * c + mean + b
+    # cutout: one square of a quarter of the side on half the images
+    h = x.shape[-1]
+    s = h // 4
+    cy = (torch.rand(n, generator=g) * h).long()
+    cx = (torch.rand(n, generator=g) * h).long()
+    keep = torch.rand(n, generator=g) < 0.5
+    ys = torch.arange(h).view(1, h, 1)
+    xs = torch.arange(h).view(1, 1, h)
+    m = ((ys - cy.view(n, 1, 1)).abs() <= s // 2) & ((xs - cx.view(n, 1, 1)).abs() <= s // 2) & keep.view(n, 1, 1)
+    x = torch.where(m.unsqueeze(1).to(dev), torch.full_like(x, 0.5), x)
+    return x.clamp(0, 1)
+
+
+def soft_age_targets(ages: np.ndarray, sigma: float = 3.0) -> np.ndarray:
+    """Age-category targets spread like a Gaussian over years (label distribution learning):
+    a 39-year-old puts some mass on 40-59, a 30-year-old almost none."""
+    yrs = np.arange(0, 121)
+    bins = np.array([data.age_bin(int(a)) for a in yrs])
+    d = np.exp(-0.5 * ((yrs[None, :] - ages[:, None]) / sigma) ** 2)
+    d /= d.sum(1, keepdims=True)
+    t = np.zeros((len(ages), len(data.AGE_BINS)), dtype=np.float32)
+    for b in range(len(data.AGE_BINS)):
+        t[:, b] = d[:, bins == b].sum(1)
+    return t
+
+
+def class_weights(y: np.ndarray, k: int, power: float) -> torch.Tensor:
+    """Mild re-weighting of rare classes: w ∝ freq^-power, normalised to mean 1 over samples."""
+    freq = np.bincount(y, minlength=k).astype(np.float64)
+    w = (freq / freq.sum()) ** -power
+    w /= (w * freq).sum() / freq.sum()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def soft_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    loss = -(target * F.log_softmax(logits, 1)).sum(1)
+    if weight is not None:
+        loss = loss * (target @ weight)
+    return loss.mean()
+
+
+def smooth(y: torch.Tensor, k: int, eps: float) -> torch.Tensor:
+    return F.one_hot(y, k).float() * (1 - eps) + eps / k
+
+
+@torch.no_grad()
+def predict(model: EdgeNet, x: np.ndarray, dev: str, bs: int = 512) -> dict[str, np.ndarray]:
+    model.eval()
+    outs: dict[str, list[np.ndarray]] = {}
+    for i in range(0, len(x), bs):
+        xb = torch.from_numpy(x[i : i + bs]).float().div_(255).unsqueeze(1).to(dev)
+        for k, v in model(xb).items():
+            outs.setdefault(k, []).append(F.softmax(v, 1).cpu().numpy())
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def plot_curves(hist: list[dict], path: Path, heads: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in hist]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    ax[0].plot(ep, [h["train_loss"] for h in hist], label="train loss")
+    ax[0].set_xlabel("epoch")
+    ax[0].legend()
+    for hd in heads:
+        ax[1].plot(ep, [h[f"val_{hd}"] for h in hist], label=f"val {hd} accuracy")
+        ax[1].plot(ep, [h[f"train_{hd}"] for h in hist], "--", label=f"train {hd} accuracy (augmented)")
+    ax[1].set_xlabel("epoch")
+    ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rec = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2, 1.0 * len(labels) + 1.5))
+    ax.imshow(rec, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{cm[i, j]}\n{rec[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if rec[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=45)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def confusion(y: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (y, p), 1)
+    return cm
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=sorted(ARCHS), required=True)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--wd", type=float, default=5e-2)
+    ap.add_argument("--smoothing", type=float, default=0.1)
+    ap.add_argument("--patience", type=int, default=12, help="stop after this many epochs without a val gain")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    ap.add_argument("--smoke", action="store_true", help="a few batches on a data subset: checks the code path only")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--time-limit", type=float, default=0, help="stop after this many minutes (0: none)")
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    else:
+        import os
+
+        torch.set_num_threads(os.cpu_count() or 1)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    arch = ARCHS[args.task]
+    heads = list(arch.heads)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    if args.task == "emotion":
+        xtr, ytr = data.load_fer("train")
+        xva, yva = data.load_fer("val")
+        k = len(data.EMOTIONS)
+        ttr = {"emotion": smooth(torch.from_numpy(ytr), k, args.smoothing)}
+        yval = {"emotion": yva}
+        weights = {"emotion": class_weights(ytr, k, 0.3)}
+        labels = {"emotion": data.EMOTIONS}
+    else:
+        xtr, atr, gtr, _ = data.load_utk("train", arch.input_size)
+        xva, ava, gva, _ = data.load_utk("val", arch.input_size)
+        ka, kg = len(data.AGE_BINS), len(data.GENDERS)
+        abin = np.array([data.age_bin(int(a)) for a in atr])
+        ta = torch.from_numpy(soft_age_targets(atr))
+        ta = ta * (1 - args.smoothing) + args.smoothing / ka
+        ttr = {"age": ta, "gender": smooth(torch.from_numpy(gtr), kg, args.smoothing)}
+        yval = {"age": np.array([data.age_bin(int(a)) for a in ava]), "gender": gva}
+        weights = {"age": class_weights(abin, ka, 0.3), "gender": None}
+        labels = {"age": data.AGE_BINS, "gender": data.GENDERS}
+    ytr_hard = {h: ttr[h].argmax(1).numpy() for h in heads}
+
+    if args.smoke:
+        sel = np.random.permutation(len(xtr))[: args.batch * 3]
+        xtr = xtr[sel]
+        ttr = {h: t[sel] for h, t in ttr.items()}
+        ytr_hard = {h: y[sel] for h, y in ytr_hard.items()}
+        xva, yval = xva[:256], {h: y[:256] for h, y in yval.items()}
+        args.epochs = 2
+
+    model = EdgeNet(arch).to(dev)
+    ema = deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
+    steps_per_epoch = math.ceil(len(xtr) / args.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15, div_factor=20, final_div_factor=200
+    )
+    xtr_t = torch.from_numpy(xtr)
+    macs = {h: count_macs(arch, h) for h in heads}
+    print(f"task={args.task} device={dev} threads={torch.get_num_threads()} train={len(xtr)} val={len(xva)} "
+          f"macs={macs} params={sum(p.numel() for p in model.parameters())}", flush=True)
+
+    hist: list[dict] = []
+    best = {h: -1.0 for h in heads}
+    best_epoch = {h: 0 for h in heads}
+    t_start = time.time()
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        t0 = time.time()
+        perm = torch.randperm(len(xtr), generator=g)
+        tot_loss, correct, seen = 0.0, {h: 0 for h in heads}, 0
+        for i in range(0, len(xtr), args.batch):
+            idx = perm[i : i + args.batch]
+            xb = augment(xtr_t[idx].float().div_(255).unsqueeze(1), g).to(dev)
+            out = model(xb)
+            loss = sum(soft_ce(out[h], ttr[h][idx].to(dev), None if weights[h] is None else weights[h].to(dev)) for h in heads)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                decay = min(0.999, (1 + epoch * steps_per_epoch) / (10 + epoch * steps_per_epoch))
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+                for be, bm in zip(ema.buffers(), model.buffers()):
+                    be.copy_(bm)
+            tot_loss += loss.item() * len(idx)
+            seen += len(idx)
+            for h in heads:
+                correct[h] += (out[h].argmax(1).cpu().numpy() == ytr_hard[h][idx.numpy()]).sum()
+        probs = predict(ema, xva, dev)
+        rec = {"epoch": epoch, "train_loss": tot_loss / seen, "seconds": round(time.time() - t0, 1),
+               "lr": sched.get_last_lr()[0]}
+        for h in heads:
+            acc = float((probs[h].argmax(1) == yval[h]).mean())
+            rec[f"val_{h}"] = acc
+            rec[f"train_{h}"] = correct[h] / seen
+            if acc > best[h]:
+                best[h], best_epoch[h] = acc, epoch
+                torch.save({"arch": arch.to_dict(), "state": ema.state_dict(), "head": h, "epoch": epoch,
+                            "val_accuracy": acc, "labels": labels[h], "macs": macs[h]},
+                           args.out / f"{h}.pt")
+                cm = confusion(yval[h], probs[h].argmax(1), len(labels[h]))
+                plot_confusion(cm, labels[h], f"{h}: float val accuracy {acc:.4f} (epoch {epoch})",
+                               args.out / f"{h}_confusion.png")
+        hist.append(rec)
+        print(json.dumps(rec), flush=True)
+        (args.out / f"{args.task}_history.json").write_text(json.dumps(hist, indent=1))
+        plot_curves(hist, args.out / f"{args.task}_curve.png", heads)
+        if all(epoch - best_epoch[h] >= args.patience for h in heads):
+            print(f"early stop: no val gain for {args.patience} epochs", flush=True)
+            break
+        if args.time_limit and (time.time() - t_start) / 60 > args.time_limit * (epoch + 1) / epoch:
+            print("stopping: time limit", flush=True)
+            break
+    print(json.dumps({"best": best, "best_epoch": best_epoch}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
