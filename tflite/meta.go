@@ -1,0 +1,110 @@
+package tflite
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+)
+
+// MetadataName is the name of the Model.metadata entry whose buffer holds
+// edge's JSON description of a model.
+const MetadataName = "edge"
+
+// MetaSchema is the metadata schema version this package understands.
+const MetaSchema = 1
+
+// Meta is edge's description of a model, stored as JSON in the model file
+// (see MetadataName). The JSON keys are the tags below.
+type Meta struct {
+	Schema int    `json:"schema"`
+	Task   string `json:"task"` // "emotion", "age", "gender"
+	// Labels name the output classes, in output index order.
+	Labels  []string  `json:"labels"`
+	Input   InputSpec `json:"input"`
+	Framing Framing   `json:"framing"`
+	// FlipAverage asks the caller to classify the crop and its mirror image
+	// and average the probabilities.
+	FlipAverage bool `json:"flip_average"`
+	// MACs is the exporter's count of multiply-adds per inference.
+	MACs int64 `json:"macs"`
+	// DatasetCrop is the fraction of the dataset's own face crop the model
+	// was trained on (1 when the file does not say).
+	DatasetCrop float64 `json:"dataset_crop"`
+	// Training is free-form provenance (data set, accuracy, ...).
+	Training map[string]any `json:"training,omitempty"`
+}
+
+// InputSpec describes the image a model takes.
+type InputSpec struct {
+	Width    int    `json:"width"`
+	Height   int    `json:"height"`
+	Channels int    `json:"channels"`
+	Color    string `json:"color"` // "gray"
+}
+
+// Framing places the model's square crop relative to a detected face box of
+// side s centred at (cx, cy): side Scale*s, centre (cx+OffsetX*s, cy+OffsetY*s).
+type Framing struct {
+	Scale   float64 `json:"scale"`
+	OffsetX float64 `json:"offset_x"`
+	OffsetY float64 `json:"offset_y"`
+}
+
+// clone returns a copy that shares no slice or map with m, so a Model can
+// hand out its Meta without letting callers change it.
+func (m Meta) clone() Meta {
+	m.Labels = slices.Clone(m.Labels)
+	m.Training = maps.Clone(m.Training)
+	return m
+}
+
+// parseMeta decodes and checks the metadata JSON on its own; checkTensors
+// cross-checks it against the graph.
+func parseMeta(data []byte) (Meta, error) {
+	// Absent keys keep these values: json.Unmarshal leaves them alone.
+	m := Meta{DatasetCrop: 1}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return Meta{}, fmt.Errorf("%w: %q metadata: %w", ErrInvalidModel, MetadataName, err)
+	}
+	if err := m.validate(); err != nil {
+		return Meta{}, fmt.Errorf("%w: %q metadata: %w", ErrInvalidModel, MetadataName, err)
+	}
+	return m, nil
+}
+
+func (m *Meta) validate() error {
+	finite := func(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+	switch {
+	case m.Schema != MetaSchema:
+		return fmt.Errorf("schema %d not supported (want %d)", m.Schema, MetaSchema)
+	case m.Task == "":
+		return errors.New("task is empty")
+	case len(m.Labels) == 0:
+		return errors.New("no labels")
+	case m.Input.Width <= 0 || m.Input.Height <= 0 || m.Input.Channels <= 0:
+		return fmt.Errorf("input size %dx%dx%d is not positive", m.Input.Width, m.Input.Height, m.Input.Channels)
+	case m.Input.Color != "gray" || m.Input.Channels != 1:
+		// Classify feeds 8-bit grey pixels; anything else would be fed wrong.
+		return fmt.Errorf("input color %q with %d channels not supported (want \"gray\", 1 channel)", m.Input.Color, m.Input.Channels)
+	case !finite(m.Framing.Scale) || m.Framing.Scale <= 0 || !finite(m.Framing.OffsetX) || !finite(m.Framing.OffsetY):
+		return fmt.Errorf("framing %+v: scale must be positive and all values finite", m.Framing)
+	case m.MACs < 0:
+		return fmt.Errorf("macs %d is negative", m.MACs)
+	case !finite(m.DatasetCrop) || m.DatasetCrop <= 0:
+		return fmt.Errorf("dataset_crop %g must be positive", m.DatasetCrop)
+	}
+	seen := make(map[string]bool, len(m.Labels))
+	for i, l := range m.Labels {
+		if l == "" {
+			return fmt.Errorf("label %d is empty", i)
+		}
+		if seen[l] {
+			return fmt.Errorf("label %q appears twice", l)
+		}
+		seen[l] = true
+	}
+	return nil
+}
