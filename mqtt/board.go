@@ -1,0 +1,189 @@
+package mqtt
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// Board keeps the latest stats of every department and device and renders
+// them as text tables, one per department, aggregated across its devices.
+// The zero Board is ready to use and safe for concurrent use.
+type Board struct {
+	mu     sync.Mutex
+	latest map[[2]string]Stats // (department, device) → latest window
+}
+
+// Update records s if it is newer than the device's current window (a lower
+// window id from a device whose state was reset replaces it too when its end
+// time is later).
+func (b *Board) Update(s Stats) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.latest == nil {
+		b.latest = map[[2]string]Stats{}
+	}
+	k := [2]string{s.Department, s.Device}
+	if old, ok := b.latest[k]; ok && s.Window <= old.Window && !s.End.After(old.End) {
+		return
+	}
+	b.latest[k] = s
+}
+
+// TaskSummary is one task's breakdown aggregated over a department.
+type TaskSummary struct {
+	// Counts sums the label counts of the reporting devices.
+	Counts map[string]int
+	// Share is the expected share of each label in percent: the devices'
+	// probability mass weighted by their number of classified people.
+	Share map[string]float64
+	// Reporting and Withheld count the devices that reported the task and
+	// that withheld it for privacy.
+	Reporting, Withheld int
+}
+
+// DepartmentSummary aggregates the latest window of each device of a department.
+type DepartmentSummary struct {
+	Department   string
+	Devices      []Stats // latest window per device, by device name
+	PeopleNow    int
+	PeopleSeen   int
+	Unclassified int
+	// DwellSecondsMean is weighted by people seen.
+	DwellSecondsMean float64
+	// End is the latest window end among the devices.
+	End   time.Time
+	Tasks map[string]TaskSummary // by task name; only tasks some device reported or withheld
+}
+
+// Summaries aggregates the board per department, sorted by department.
+func (b *Board) Summaries() []DepartmentSummary {
+	b.mu.Lock()
+	byDept := map[string][]Stats{}
+	for k, s := range b.latest {
+		byDept[k[0]] = append(byDept[k[0]], s)
+	}
+	b.mu.Unlock()
+
+	out := make([]DepartmentSummary, 0, len(byDept))
+	for _, dept := range slices.Sorted(maps.Keys(byDept)) {
+		devs := byDept[dept]
+		slices.SortFunc(devs, func(a, b Stats) int { return strings.Compare(a.Device, b.Device) })
+		d := DepartmentSummary{Department: dept, Devices: devs, Tasks: map[string]TaskSummary{}}
+		var dwell float64
+		for _, s := range devs {
+			d.PeopleNow += s.PeopleNow
+			d.PeopleSeen += s.PeopleSeen
+			d.Unclassified += s.Unclassified
+			dwell += s.DwellSecondsMean * float64(s.PeopleSeen)
+			if s.End.After(d.End) {
+				d.End = s.End
+			}
+		}
+		if d.PeopleSeen > 0 {
+			d.DwellSecondsMean = dwell / float64(d.PeopleSeen)
+		}
+		for _, task := range Tasks() {
+			ts := TaskSummary{Counts: map[string]int{}, Share: map[string]float64{}}
+			var weight float64
+			for _, s := range devs {
+				if s.IsWithheld(task) {
+					ts.Withheld++
+					continue
+				}
+				br := s.Breakdown(task)
+				if br == nil {
+					continue
+				}
+				ts.Reporting++
+				n := 0
+				for l, c := range br.Counts {
+					ts.Counts[l] += c
+					n += c
+				}
+				w := float64(max(n, 1))
+				for l, m := range br.Mass {
+					ts.Share[l] += m * w
+				}
+				weight += w
+			}
+			if ts.Reporting == 0 && ts.Withheld == 0 {
+				continue
+			}
+			for l := range ts.Share {
+				ts.Share[l] = 100 * ts.Share[l] / weight
+			}
+			d.Tasks[task] = ts
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// Render writes one block per department: the aggregate over its devices,
+// the per-task shares, and a table of its devices' latest windows.
+func (b *Board) Render(w io.Writer) error {
+	sums := b.Summaries()
+	if len(sums) == 0 {
+		_, err := fmt.Fprintln(w, "no stats received yet")
+		return err
+	}
+	ew := &errWriter{w: w}
+	for i, d := range sums {
+		if i > 0 {
+			fmt.Fprintln(ew)
+		}
+		fmt.Fprintf(ew, "== %s: %d device(s), latest window end %s ==\n", d.Department, len(d.Devices), d.End.Format(time.RFC3339))
+		fmt.Fprintf(ew, "people now %d   seen %d   unclassified %d   dwell mean %.1fs\n",
+			d.PeopleNow, d.PeopleSeen, d.Unclassified, d.DwellSecondsMean)
+		for _, task := range Tasks() {
+			ts, ok := d.Tasks[task]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(ew, "%-8s", task)
+			if ts.Reporting == 0 {
+				fmt.Fprint(ew, " withheld (too few people)")
+			}
+			for _, l := range slices.Sorted(maps.Keys(ts.Share)) {
+				fmt.Fprintf(ew, " %s %.1f%%", l, ts.Share[l])
+			}
+			if ts.Reporting > 0 && ts.Withheld > 0 {
+				fmt.Fprintf(ew, "  (withheld by %d device(s))", ts.Withheld)
+			}
+			fmt.Fprintln(ew)
+		}
+		tw := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "DEVICE\tWINDOW\tEND\tNOW\tSEEN\tFRAMES\tDROPPED\tCORRUPT\tDOWN s\tDETECT p95 ms\tCLASSIFY p95 ms")
+		for _, s := range d.Devices {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\n",
+				s.Device, s.Window, s.End.Format(time.TimeOnly), s.PeopleNow, s.PeopleSeen,
+				s.Frames.Processed, s.Frames.Dropped, s.Frames.Corrupt, s.SourceDownSeconds,
+				s.LatencyMS.Detect.P95, s.LatencyMS.ClassifyPerFace.P95)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return ew.err
+}
+
+// errWriter remembers the first write error.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}

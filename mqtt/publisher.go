@@ -1,0 +1,568 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Errors returned by Publisher methods.
+var (
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("mqtt: publisher closed")
+	// ErrNotConnected is returned by PublishDiagnostics while the broker is
+	// unreachable (diagnostics are not queued).
+	ErrNotConnected = errors.New("mqtt: not connected to broker")
+	// ErrWindowOrder is returned when a caller-chosen window id does not
+	// follow the last one.
+	ErrWindowOrder = errors.New("mqtt: window id not increasing")
+
+	errAckTimeout = errors.New("mqtt: no acknowledgement within ack timeout")
+)
+
+// Publisher publishes a device's stats, status and diagnostics. Stats are
+// durable: Publish stores each window on disk and a background sender
+// delivers the queue in order with QoS 1, removing a window only after the
+// broker acknowledged it. A Publisher is safe for concurrent use.
+type Publisher struct {
+	cfg     Config
+	log     *slog.Logger
+	topics  Topics
+	client  paho.Client
+	q       *queue
+	lock    *os.File
+	started time.Time
+
+	mu         sync.Mutex // guards lastWindow and closed; held while persisting a window
+	lastWindow uint64
+	closed     bool
+
+	wake    chan struct{} // a window was queued
+	connEvt chan struct{} // the connection came up
+	haEvt   chan struct{} // Home Assistant announced itself online
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+
+	connMu sync.Mutex
+	connCh chan struct{} // closed and replaced on every connect
+
+	lost    atomic.Uint64
+	failing atomic.Bool
+	lastErr atomic.Pointer[string]
+}
+
+// NewPublisher validates cfg, opens the state directory (queue and window
+// counter) and starts connecting in the background. It does not wait for the
+// broker: windows are queued on disk until it is reachable.
+func NewPublisher(cfg Config) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	u, err := parseBrokerURL(cfg.BrokerURL)
+	if err != nil {
+		return nil, err
+	}
+	topics, err := NewTopics(cfg.Prefix, cfg.Department, cfg.Device)
+	if err != nil {
+		return nil, err
+	}
+	opts := paho.NewClientOptions().
+		AddBroker(u.String()).
+		SetClientID(cfg.ClientID).
+		SetUsername(cfg.Username).
+		SetPassword(cfg.Password).
+		SetCleanSession(true).
+		SetKeepAlive(cfg.KeepAlive).
+		SetPingTimeout(min(cfg.KeepAlive, 10*time.Second)).
+		SetConnectTimeout(cfg.ConnectTimeout).
+		SetWriteTimeout(cfg.ConnectTimeout).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(cfg.ConnectRetryInterval).
+		SetBinaryWill(topics.Status, []byte(StatusOffline), 1, true)
+	if isTLSScheme(u.Scheme) {
+		tc, err := cfg.TLS.Build()
+		if err != nil {
+			return nil, err
+		}
+		opts.SetTLSConfig(tc)
+	}
+
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("mqtt: create state directory: %w", err)
+	}
+	lock, err := lockDir(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("component", "mqtt", "device", cfg.Device)
+	q, err := openQueue(cfg.StateDir, cfg.MaxQueue, cfg.MaxQueueAge, log)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	last, err := readWindowCounter(cfg.StateDir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	p := &Publisher{
+		cfg:        cfg,
+		log:        log,
+		topics:     topics,
+		q:          q,
+		lock:       lock,
+		started:    time.Now(),
+		lastWindow: max(last, q.maxID()),
+		wake:       make(chan struct{}, 1),
+		connEvt:    make(chan struct{}, 1),
+		haEvt:      make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		connCh:     make(chan struct{}),
+	}
+	opts.SetOnConnectHandler(func(paho.Client) { p.onConnect() }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { p.onConnectionLost(err) }).
+		SetConnectionNotificationHandler(func(_ paho.Client, n paho.ConnectionNotification) {
+			if f, ok := n.(paho.ConnectionNotificationBrokerFailed); ok {
+				p.onConnectFailed(f.Reason)
+			}
+		})
+	p.client = paho.NewClient(opts)
+
+	p.wg.Add(2)
+	go p.sendLoop()
+	go p.controlLoop()
+	p.client.Connect() // retries in the background until Close
+	log.Info("mqtt: publisher started", "broker", redactURL(u.String()), "stats_topic", topics.Stats,
+		"queued", q.len(), "last_window", p.lastWindow)
+	return p, nil
+}
+
+// Topics returns the device's topics.
+func (p *Publisher) Topics() Topics { return p.topics }
+
+// Connected reports whether the connection to the broker is up right now.
+func (p *Publisher) Connected() bool { return p.client.IsConnectionOpen() }
+
+// QueueLen is the number of windows waiting on disk for acknowledgement.
+func (p *Publisher) QueueLen() int { return p.q.len() }
+
+// Dropped counts windows dropped since start because the queue exceeded
+// Config.MaxQueue or Config.MaxQueueAge (or a queued file was unreadable).
+func (p *Publisher) Dropped() uint64 { return p.q.dropped.Load() }
+
+// LastWindow is the id of the last window accepted by Publish (or found in
+// the state directory at start).
+func (p *Publisher) LastWindow() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastWindow
+}
+
+// BrokerState returns the connection and queue state reported in diagnostics.
+func (p *Publisher) BrokerState() BrokerState {
+	st := BrokerState{
+		Connected:       p.Connected(),
+		Queue:           p.QueueLen(),
+		QueueDropped:    p.Dropped(),
+		ConnectionsLost: p.lost.Load(),
+	}
+	if e := p.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	return st
+}
+
+// Publish queues one window for delivery and returns once it is durably on
+// disk; delivery happens in the background, in window order, surviving
+// broker outages and restarts. Device and Department default to the
+// Config's and must match it when set. A zero Window gets the next id of the
+// device's persisted sequence; a non-zero one must exceed LastWindow.
+func (p *Publisher) Publish(ctx context.Context, s Stats) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.Device == "" {
+		s.Device = p.cfg.Device
+	} else if s.Device != p.cfg.Device {
+		return fmt.Errorf("mqtt: stats for device %q given to the publisher of device %q", s.Device, p.cfg.Device)
+	}
+	if s.Department == "" {
+		s.Department = p.cfg.Department
+	} else if s.Department != p.cfg.Department {
+		return fmt.Errorf("mqtt: stats for department %q given to the publisher of department %q", s.Department, p.cfg.Department)
+	}
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	s.normalize()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	switch {
+	case s.Window == 0:
+		s.Window = p.lastWindow + 1
+	case s.Window <= p.lastWindow:
+		return fmt.Errorf("%w: window %d is not after the last window %d", ErrWindowOrder, s.Window, p.lastWindow)
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("mqtt: encode stats: %w", err)
+	}
+	if err := p.q.put(s.Window, data); err != nil {
+		return err
+	}
+	p.lastWindow = s.Window
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// PublishDiagnostics publishes d with QoS 0 on the diagnostics topic, filling
+// in the schema, device, department, time (when zero), uptime (when zero,
+// the publisher's) and broker state. Diagnostics are not queued: while the
+// broker is unreachable it returns ErrNotConnected.
+func (p *Publisher) PublishDiagnostics(ctx context.Context, d Diagnostics) error {
+	if p.isClosed() {
+		return ErrClosed
+	}
+	d.Schema = SchemaVersion
+	d.Device, d.Department = p.cfg.Device, p.cfg.Department
+	if d.Time.IsZero() {
+		d.Time = time.Now()
+	}
+	d.Time = d.Time.UTC()
+	if d.UptimeSeconds == 0 {
+		d.UptimeSeconds = time.Since(p.started).Seconds()
+	}
+	d.Broker = p.BrokerState()
+	if !d.Broker.Connected {
+		return ErrNotConnected
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("mqtt: encode diagnostics: %w", err)
+	}
+	tok := p.client.Publish(p.topics.Diagnostics, 0, false, data)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("mqtt: publish diagnostics: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Flush waits until every queued window has been acknowledged by the broker
+// or ctx is done.
+func (p *Publisher) Flush(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for p.q.len() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("mqtt: flush with %d windows queued: %w", p.q.len(), ctx.Err())
+		case <-p.stop:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Close stops the sender, publishes the retained "offline" status when
+// connected and disconnects, all within ctx's deadline (without one, within
+// the ack timeout). Windows not yet acknowledged stay on disk and are sent
+// by the next Publisher using the same state directory.
+func (p *Publisher) Close(ctx context.Context) error {
+	err := ErrClosed
+	p.once.Do(func() { err = p.close(ctx) })
+	return err
+}
+
+func (p *Publisher) close(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.cfg.AckTimeout)
+		defer cancel()
+	}
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	close(p.stop)
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+
+	var errs []error
+	if p.client.IsConnectionOpen() {
+		tok := p.client.Publish(p.topics.Status, 1, true, []byte(StatusOffline))
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				errs = append(errs, fmt.Errorf("mqtt: publish offline status: %w", err))
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("mqtt: publish offline status: %w", ctx.Err()))
+		}
+	}
+	quiesce := 250 * time.Millisecond
+	if dl, ok := ctx.Deadline(); ok {
+		quiesce = max(0, min(quiesce, time.Until(dl)))
+	}
+	p.client.Disconnect(uint(quiesce.Milliseconds()))
+	if err := p.lock.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("mqtt: unlock state directory: %w", err))
+	}
+	p.log.Info("mqtt: publisher closed", "queued", p.q.len(), "last_window", p.LastWindow())
+	return errors.Join(errs...)
+}
+
+func (p *Publisher) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// --- connection callbacks (called by paho on its goroutines; must not block) ---
+
+func (p *Publisher) onConnect() {
+	p.failing.Store(false)
+	p.log.Info("mqtt: connected to broker")
+	p.connMu.Lock()
+	close(p.connCh)
+	p.connCh = make(chan struct{})
+	p.connMu.Unlock()
+	signal(p.connEvt)
+}
+
+func (p *Publisher) onConnectionLost(err error) {
+	p.lost.Add(1)
+	p.setLastErr(err)
+	p.log.Warn("mqtt: connection to broker lost; windows stay queued on disk", "err", err)
+}
+
+func (p *Publisher) onConnectFailed(err error) {
+	p.setLastErr(err)
+	if !p.failing.Swap(true) {
+		p.log.Warn("mqtt: cannot reach broker; retrying in the background, windows stay queued on disk", "err", err)
+		return
+	}
+	p.log.Debug("mqtt: connection attempt failed", "err", err)
+}
+
+func (p *Publisher) setLastErr(err error) {
+	if err != nil {
+		s := err.Error()
+		p.lastErr.Store(&s)
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// connSignal returns a channel closed at the next successful connect.
+func (p *Publisher) connSignal() <-chan struct{} {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	return p.connCh
+}
+
+// --- background goroutines ---
+
+// sendLoop delivers the queue oldest first, one window in flight at a time.
+func (p *Publisher) sendLoop() {
+	defer p.wg.Done()
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
+	backoff := minBackoff
+	for {
+		id, data, ok := p.q.next()
+		if !ok {
+			select {
+			case <-p.stop:
+				return
+			case <-p.wake:
+				continue
+			}
+		}
+		if !p.waitConnected() {
+			return
+		}
+		if !p.q.pin(id) {
+			continue // dropped by the queue bounds while waiting for the broker
+		}
+		err := p.awaitAck(p.client.Publish(p.topics.Stats, 1, false, data))
+		if err != nil {
+			p.q.unpin()
+		}
+		switch {
+		case errors.Is(err, ErrClosed):
+			return
+		case err != nil:
+			p.log.Warn("mqtt: window not acknowledged; will send it again", "window", id, "err", err, "retry_in", backoff)
+			if !p.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+		p.q.done(id)
+		p.log.Debug("mqtt: window delivered", "window", id, "queued", p.q.len())
+	}
+}
+
+// waitConnected blocks until the connection is open; false when stopping.
+func (p *Publisher) waitConnected() bool {
+	for !p.client.IsConnectionOpen() {
+		ch := p.connSignal()
+		if p.client.IsConnectionOpen() {
+			break
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-p.stop:
+			t.Stop()
+			return false
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return true
+}
+
+// awaitAck waits for a QoS 1 publish to be acknowledged. While the
+// connection is down it keeps waiting: paho resends the in-flight message
+// itself after reconnecting, and sending it again would duplicate it. Only
+// when the connection is open and no PUBACK came within AckTimeout does it
+// give up (errAckTimeout) so that the caller sends the window again.
+func (p *Publisher) awaitAck(tok paho.Token) error {
+	t := time.NewTimer(p.cfg.AckTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-tok.Done():
+			return tok.Error()
+		case <-p.stop:
+			return ErrClosed
+		case <-t.C:
+			select {
+			case <-tok.Done():
+				return tok.Error()
+			default:
+			}
+			if p.client.IsConnectionOpen() {
+				return errAckTimeout
+			}
+			t.Reset(p.cfg.AckTimeout)
+		}
+	}
+}
+
+func (p *Publisher) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// controlLoop announces the device on every connect (retained "online",
+// Home Assistant discovery) and re-sends discovery when Home Assistant
+// restarts.
+func (p *Publisher) controlLoop() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.connEvt:
+			p.announce()
+		case <-p.haEvt:
+			p.log.Info("mqtt: Home Assistant is online; re-sending discovery")
+			if err := p.publishDiscovery(); err != nil && !errors.Is(err, ErrClosed) {
+				p.log.Warn("mqtt: publish Home Assistant discovery", "err", err)
+			}
+		}
+	}
+}
+
+func (p *Publisher) announce() {
+	if err := p.wait(p.client.Publish(p.topics.Status, 1, true, []byte(StatusOnline))); err != nil {
+		if !errors.Is(err, ErrClosed) {
+			p.log.Warn("mqtt: publish online status", "err", err)
+		}
+		return
+	}
+	if p.cfg.DisableDiscovery {
+		return
+	}
+	if err := p.publishDiscovery(); err != nil {
+		if !errors.Is(err, ErrClosed) {
+			p.log.Warn("mqtt: publish Home Assistant discovery", "err", err)
+		}
+		return
+	}
+	haStatus := p.cfg.DiscoveryPrefix + "/status"
+	if err := p.wait(p.client.Subscribe(haStatus, 1, p.onHAStatus)); err != nil && !errors.Is(err, ErrClosed) {
+		p.log.Warn("mqtt: subscribe to Home Assistant status", "topic", haStatus, "err", err)
+	}
+}
+
+func (p *Publisher) onHAStatus(_ paho.Client, m paho.Message) {
+	if string(m.Payload()) == "online" {
+		signal(p.haEvt)
+	}
+}
+
+// wait waits for a token for at most AckTimeout.
+func (p *Publisher) wait(tok paho.Token) error {
+	t := time.NewTimer(p.cfg.AckTimeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-p.stop:
+		return ErrClosed
+	case <-t.C:
+		return errAckTimeout
+	}
+}
+
+// redactURL hides a password embedded in a broker URL.
+func redactURL(s string) string {
+	u, err := parseBrokerURL(s)
+	if err != nil {
+		return s
+	}
+	return u.Redacted()
+}
