@@ -1,0 +1,201 @@
+package pipeline
+
+import (
+	"fmt"
+	"math"
+)
+
+// Framing places a model's input square relative to a detection box, as
+// stored in each model's metadata (CONTRACTS.md, "Face framing contract").
+type Framing struct {
+	// Scale is the side of the crop in units of the box side.
+	Scale float64
+	// OffsetX and OffsetY move the crop centre, in units of the box side.
+	OffsetX, OffsetY float64
+}
+
+// Validate reports whether the framing can produce a crop.
+func (f Framing) Validate() error {
+	if !(f.Scale > 0) || math.IsInf(f.Scale, 0) {
+		return fmt.Errorf("framing: scale %v: must be a finite number > 0", f.Scale)
+	}
+	if math.IsNaN(f.OffsetX) || math.IsInf(f.OffsetX, 0) || math.IsNaN(f.OffsetY) || math.IsInf(f.OffsetY, 0) {
+		return fmt.Errorf("framing: offsets (%v, %v) must be finite", f.OffsetX, f.OffsetY)
+	}
+	return nil
+}
+
+// outside is the value of every pixel outside the frame: mid grey, which is
+// 0 after the models' input quantisation (q = pixel-128), i.e. "no signal".
+const outside = 128
+
+// Crop cuts the model input for box out of the w x h grey image luma (stride
+// w) and returns it as outW x outH grey pixels in dst (reused when it has the
+// capacity). It implements the framing contract: the crop is the square of
+// side f.Scale*box.S centred at (box.X+f.OffsetX*box.S, box.Y+f.OffsetY*box.S);
+// pixels outside the frame are 128; each axis is area-averaged when shrinking
+// and bilinearly interpolated when enlarging.
+//
+// Coordinates are continuous (pixel i covers [i, i+1)), values are rounded to
+// the nearest integer. An image shorter than w*h bytes or an empty box gives an
+// all-grey crop; outW or outH < 1 gives an empty slice.
+func Crop(luma []byte, w, h int, box Box, f Framing, outW, outH int, dst []byte) []byte {
+	side := f.Scale * box.S
+	cx := box.X + f.OffsetX*box.S
+	cy := box.Y + f.OffsetY*box.S
+	if !(side > 0) || math.IsInf(side, 0) || math.IsNaN(cx) || math.IsNaN(cy) || len(luma) < w*h {
+		return fill(dst, outW, outH, outside)
+	}
+	return resample(luma, w, h, cx-side/2, cy-side/2, side/float64(outW), side/float64(outH), outW, outH, false, dst)
+}
+
+// ResizeGray resizes the whole w x h grey image src to outW x outH with the
+// same resampling as [Crop] (area average when shrinking, bilinear when
+// enlarging, per axis). `edge eval` uses it on dataset crops, which already
+// are the models' framing. Shrinking reads no pixel outside the image; when
+// enlarging, the half pixel beyond the border repeats the edge pixel (there
+// is no "outside" to fill in a whole image), where Crop would read grey.
+func ResizeGray(src []byte, w, h, outW, outH int, dst []byte) []byte {
+	if w <= 0 || h <= 0 || len(src) < w*h {
+		return fill(dst, outW, outH, outside)
+	}
+	return resample(src, w, h, 0, 0, float64(w)/float64(outW), float64(h)/float64(outH), outW, outH, true, dst)
+}
+
+// Mirror writes the horizontal mirror image of the w x h image src to dst
+// (reused when it has the capacity) and returns it. Models whose metadata asks
+// for flip averaging run on a crop and on its mirror.
+func Mirror(src []byte, w, h int, dst []byte) []byte {
+	n := max(w, 0) * max(h, 0)
+	if len(src) < n {
+		return fill(dst, w, h, outside)
+	}
+	dst = grow(dst, n)
+	for y := range h {
+		s, d := src[y*w:(y+1)*w], dst[y*w:(y+1)*w]
+		for x := range w {
+			d[x] = s[w-1-x]
+		}
+	}
+	return dst
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+func fill(dst []byte, w, h int, v byte) []byte {
+	if w <= 0 || h <= 0 {
+		return dst[:0]
+	}
+	dst = grow(dst, w*h)
+	for i := range dst {
+		dst[i] = v
+	}
+	return dst
+}
+
+// span is the set of source pixels, with weights, that make one output pixel
+// along one axis: pixels i0..i1, weight w0 on i0, w1 on i1 (if i1 > i0) and 1
+// in between, divided by norm.
+type span struct {
+	i0, i1 int
+	w0, w1 float64
+	norm   float64
+}
+
+// snapEps absorbs floating-point noise so that integer-aligned sampling gives
+// exact weights (and exact, testable pixels) instead of 1e-16 leaks into a
+// neighbour.
+const snapEps = 1e-9
+
+func snap(v float64) float64 {
+	if r := math.Round(v); math.Abs(v-r) < snapEps {
+		return r
+	}
+	return v
+}
+
+// axisSpan returns output pixel u's source span on an axis where the output
+// starts at source coordinate origin and each output pixel is k source
+// pixels wide.
+func axisSpan(origin, k float64, u int) span {
+	if k >= 1 {
+		// Area average: the exact overlap of [a, b) with each source pixel.
+		a := snap(origin + float64(u)*k)
+		b := snap(origin + float64(u+1)*k)
+		i0 := int(math.Floor(a))
+		i1 := int(math.Ceil(b)) - 1
+		if i1 <= i0 {
+			return span{i0: i0, i1: i0, w0: b - a, norm: b - a}
+		}
+		return span{i0: i0, i1: i1, w0: float64(i0+1) - a, w1: b - float64(i1), norm: b - a}
+	}
+	// Bilinear: sample at the output pixel's centre; pixel i's centre is i+0.5.
+	s := snap(origin + (float64(u)+0.5)*k - 0.5)
+	i0 := math.Floor(s)
+	t := s - i0
+	if t == 0 {
+		return span{i0: int(i0), i1: int(i0), w0: 1, norm: 1}
+	}
+	return span{i0: int(i0), i1: int(i0) + 1, w0: 1 - t, w1: t, norm: 1}
+}
+
+func (s span) weight(i int) float64 {
+	switch {
+	case i == s.i0:
+		return s.w0
+	case i == s.i1:
+		return s.w1
+	}
+	return 1
+}
+
+// resample renders the outW x outH grid whose pixel (u, v) covers source
+// [x0+u*kx, x0+(u+1)*kx) x [y0+v*ky, y0+(v+1)*ky), treating the image as
+// embedded in an infinite mid-grey plane, or, with clamp, in the repetition
+// of its edge pixels.
+func resample(src []byte, w, h int, x0, y0, kx, ky float64, outW, outH int, clamp bool, dst []byte) []byte {
+	if outW <= 0 || outH <= 0 {
+		return dst[:0]
+	}
+	dst = grow(dst, outW*outH)
+	for v := range outH {
+		sy := axisSpan(y0, ky, v)
+		for u := range outW {
+			sx := axisSpan(x0, kx, u)
+			var sum float64
+			for j := sy.i0; j <= sy.i1; j++ {
+				wy := sy.weight(j)
+				r := j
+				if clamp {
+					r = min(max(r, 0), h-1)
+				}
+				if r < 0 || r >= h {
+					// The whole row is outside: weight of the span times grey.
+					sum += wy * outside * sx.norm
+					continue
+				}
+				row := src[r*w : (r+1)*w]
+				var rs float64
+				for i := sx.i0; i <= sx.i1; i++ {
+					p := float64(outside)
+					switch {
+					case clamp:
+						p = float64(row[min(max(i, 0), w-1)])
+					case i >= 0 && i < w:
+						p = float64(row[i])
+					}
+					rs += sx.weight(i) * p
+				}
+				sum += wy * rs
+			}
+			val := math.Floor(sum/(sx.norm*sy.norm) + 0.5)
+			dst[v*outW+u] = byte(min(max(val, 0), 255))
+		}
+	}
+	return dst
+}

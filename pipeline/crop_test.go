@@ -1,0 +1,194 @@
+package pipeline
+
+import (
+	"math"
+	"slices"
+	"testing"
+)
+
+// ramp returns a w x h image with pixel (x, y) = x + 10*y.
+func ramp(w, h int) []byte {
+	img := make([]byte, w*h)
+	for y := range h {
+		for x := range w {
+			img[y*w+x] = byte(x + 10*y)
+		}
+	}
+	return img
+}
+
+func TestCrop(t *testing.T) {
+	tests := []struct {
+		name       string
+		luma       []byte
+		w, h       int
+		box        Box
+		f          Framing
+		outW, outH int
+		want       []byte
+	}{
+		{
+			name: "shrink by 2 is a 2x2 area average",
+			luma: ramp(6, 6), w: 6, h: 6,
+			box: Box{X: 3, Y: 3, S: 4}, f: Framing{Scale: 1},
+			outW: 2, outH: 2,
+			// (11+12+21+22)/4 = 16.5 rounds to 17, and so on.
+			want: []byte{17, 19, 37, 39},
+		},
+		{
+			name: "scale and offsets move the square",
+			luma: ramp(6, 6), w: 6, h: 6,
+			// side 2*2 = 4 centred at (3+0.5*2, 3-0.5*2) = (4, 2): [2,6) x [0,4).
+			box: Box{X: 3, Y: 3, S: 2}, f: Framing{Scale: 2, OffsetX: 0.5, OffsetY: -0.5},
+			outW: 4, outH: 4,
+			want: []byte{
+				2, 3, 4, 5,
+				12, 13, 14, 15,
+				22, 23, 24, 25,
+				32, 33, 34, 35,
+			},
+		},
+		{
+			name: "outside the frame is mid grey",
+			luma: make([]byte, 16), w: 4, h: 4,
+			box: Box{X: 0, Y: 0, S: 4}, f: Framing{Scale: 1},
+			outW: 2, outH: 2,
+			want: []byte{128, 128, 128, 0},
+		},
+		{
+			name: "half outside averages with grey",
+			luma: make([]byte, 16), w: 4, h: 4,
+			// [-1,3) x [0,4) into 2x2: the left cells are half grey.
+			box: Box{X: 1, Y: 2, S: 4}, f: Framing{Scale: 1},
+			outW: 2, outH: 2,
+			want: []byte{64, 0, 64, 0},
+		},
+		{
+			name: "enlarging is bilinear, with grey beyond the border",
+			luma: []byte{0, 100, 0, 100}, w: 2, h: 2,
+			box: Box{X: 1, Y: 1, S: 2}, f: Framing{Scale: 1},
+			outW: 4, outH: 4,
+			// Along x the samples sit at -0.25, 0.25, 0.75, 1.25 pixel
+			// centres: 0.25*128+0.75*0 = 32, 25, 75, 0.75*100+0.25*128 = 107.
+			// Rows 0 and 3 mix a quarter of grey in the same way.
+			want: []byte{
+				56, 51, 88, 112,
+				32, 25, 75, 107,
+				32, 25, 75, 107,
+				56, 51, 88, 112,
+			},
+		},
+		{
+			name: "empty box is all grey",
+			luma: ramp(4, 4), w: 4, h: 4,
+			box: Box{X: 2, Y: 2, S: 0}, f: Framing{Scale: 1},
+			outW: 2, outH: 1,
+			want: []byte{128, 128},
+		},
+		{
+			name: "short image is all grey",
+			luma: ramp(4, 1), w: 4, h: 4,
+			box: Box{X: 2, Y: 2, S: 2}, f: Framing{Scale: 1},
+			outW: 1, outH: 1,
+			want: []byte{128},
+		},
+		{
+			name: "no output size",
+			luma: ramp(4, 4), w: 4, h: 4,
+			box: Box{X: 2, Y: 2, S: 2}, f: Framing{Scale: 1},
+			outW: 0, outH: 3,
+			want: []byte{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Crop(tt.luma, tt.w, tt.h, tt.box, tt.f, tt.outW, tt.outH, nil)
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("Crop = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResizeGray(t *testing.T) {
+	tests := []struct {
+		name       string
+		src        []byte
+		w, h       int
+		outW, outH int
+		want       []byte
+	}{
+		{
+			name: "fractional area average",
+			src:  []byte{0, 90, 180}, w: 3, h: 1, outW: 2, outH: 1,
+			// [0,1.5): (0 + 0.5*90)/1.5 = 30; [1.5,3): (0.5*90 + 180)/1.5 = 150.
+			want: []byte{30, 150},
+		},
+		{
+			name: "bilinear enlarging repeats the edge",
+			src:  []byte{0, 100}, w: 2, h: 1, outW: 4, outH: 1,
+			want: []byte{0, 25, 75, 100},
+		},
+		{
+			name: "identity",
+			src:  ramp(3, 2), w: 3, h: 2, outW: 3, outH: 2,
+			want: ramp(3, 2),
+		},
+		{
+			name: "shrink one axis, enlarge the other",
+			src:  []byte{0, 100, 200, 50}, w: 4, h: 1, outW: 2, outH: 2,
+			want: []byte{50, 125, 50, 125},
+		},
+		{
+			name: "to a single pixel",
+			src:  ramp(4, 4), w: 4, h: 4, outW: 1, outH: 1,
+			want: []byte{17}, // mean 16.5
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ResizeGray(tt.src, tt.w, tt.h, tt.outW, tt.outH, nil); !slices.Equal(got, tt.want) {
+				t.Fatalf("ResizeGray = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMirror(t *testing.T) {
+	got := Mirror([]byte{1, 2, 3, 4, 5, 6}, 3, 2, nil)
+	if want := []byte{3, 2, 1, 6, 5, 4}; !slices.Equal(got, want) {
+		t.Fatalf("Mirror = %v, want %v", got, want)
+	}
+}
+
+func TestFramingValidate(t *testing.T) {
+	for _, f := range []Framing{{Scale: 0}, {Scale: -1}, {Scale: 1, OffsetX: math.Inf(1)}, {Scale: math.NaN()}} {
+		if f.Validate() == nil {
+			t.Errorf("%+v: Validate() = nil, want an error", f)
+		}
+	}
+	if err := (Framing{Scale: 1.25, OffsetY: 0.05}).Validate(); err != nil {
+		t.Errorf("valid framing: %v", err)
+	}
+}
+
+// TestCropReusesDst checks that a crop into a buffer with capacity writes in
+// place and allocates nothing: it runs for every face on every classification.
+func TestCropReusesDst(t *testing.T) {
+	luma := ramp(64, 48)
+	dst := make([]byte, 0, 48*48)
+	box := Box{X: 30, Y: 20, S: 30}
+	f := Framing{Scale: 1.25, OffsetY: 0.05}
+	var got, mirrored []byte
+	mirrored = make([]byte, 48*48)
+	n := testing.AllocsPerRun(10, func() {
+		got = Crop(luma, 64, 48, box, f, 48, 48, dst)
+		mirrored = Mirror(got, 48, 48, mirrored)
+	})
+	if n != 0 {
+		t.Fatalf("Crop+Mirror: %v allocations, want 0", n)
+	}
+	if &got[0] != &dst[:1][0] {
+		t.Fatal("Crop did not write into dst")
+	}
+}

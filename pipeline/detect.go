@@ -1,0 +1,253 @@
+package pipeline
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	pigo "github.com/esimov/pigo/core"
+)
+
+// facefinder is pigo's frontal face cascade (pigo v1.4.6, cascade/facefinder),
+// embedded so a binary needs no data files. See cascade/README.md for its origin
+// and licence.
+//
+//go:embed cascade/facefinder
+var facefinder []byte
+
+// Box is a square face detection in frame pixels.
+//
+// X, Y is the centre in continuous pixel coordinates (pixel column i covers
+// [i, i+1)), so the square covers [X-S/2, X+S/2) x [Y-S/2, Y+S/2): this is
+// how pigo's Row/Col/Scale are laid out. Q is the detector's score (pigo's
+// summed cluster score; 0 for boxes that did not come from a detector).
+type Box struct {
+	X, Y, S float64
+	Q       float64
+}
+
+// IoU returns the intersection over union of two boxes (0 when either is empty).
+func (b Box) IoU(o Box) float64 {
+	if b.S <= 0 || o.S <= 0 {
+		return 0
+	}
+	ix := math.Min(b.X+b.S/2, o.X+o.S/2) - math.Max(b.X-b.S/2, o.X-o.S/2)
+	iy := math.Min(b.Y+b.S/2, o.Y+o.S/2) - math.Max(b.Y-b.S/2, o.Y-o.S/2)
+	if ix <= 0 || iy <= 0 {
+		return 0
+	}
+	inter := ix * iy
+	return inter / (b.S*b.S + o.S*o.S - inter)
+}
+
+// DetectorConfig holds pigo's scan parameters. The zero value is not valid;
+// start from [DefaultDetectorConfig].
+type DetectorConfig struct {
+	// MinSize and MaxSize bound the face side in pixels that is searched.
+	// MaxSize 0 means the shorter image side.
+	MinSize, MaxSize int
+	// ShiftFactor is the scan step as a fraction of the window side.
+	ShiftFactor float64
+	// ScaleFactor is the growth of the window side from one scale to the next (> 1).
+	ScaleFactor float64
+	// IoU is the overlap above which raw detections are merged into one face
+	// by pigo's ClusterDetections.
+	IoU float64
+	// MinQ is the score a merged detection needs to be reported. pigo's
+	// cluster score is the sum of its members' scores, so it grows with
+	// smaller ShiftFactor/ScaleFactor (more windows per face): re-measure it
+	// when changing those.
+	MinQ float64
+}
+
+// DefaultDetectorConfig returns parameters tuned for 640x480 live video on a
+// small CPU: MinSize 48, ShiftFactor 0.1, ScaleFactor 1.15, IoU 0.2, MinQ 5.
+//
+// Cost. pigo-facts.md measured a 640x480 frame at 68-86 ms with MinSize 20 /
+// shift 0.10 / scale 1.1, 14-16 ms with MinSize 40 and 1.8-2.3 ms with
+// MinSize 60 / shift 0.15 / scale 1.2: cost grows with 1/MinSize² and with
+// the number of scale steps. BenchmarkDetect puts these defaults at about
+// half the cost of MinSize 40 / 0.10 / 1.1 (so ~7-8 ms on an idle core) and
+// about 4x the cost of MinSize 60 / 0.15 / 1.2.
+//
+// Recall. On the 20 sample photos (single faces of 90-340 px, and the same
+// photos shrunk to half and to 0.3 on a 640x480 frame, i.e. faces down to
+// ~45 px), these defaults found 18/18, 17/18 and 13/18 of the single faces
+// with no second box scoring 5 or more; MinSize 60 / 0.15 / 1.2 found 17/18,
+// 15/18 and 3/18. Faces below ~60 px are too small to classify (see
+// [ClassifyConfig.MinFaceSize]) but are still worth counting, hence 48 here.
+// Real faces scored 10-280 and false positives at most 4.6, so MinQ 5; the
+// tracker's MinHits filters the rest. For a camera that only sees people
+// close up, MinSize 60 / 0.15 / 1.2 is the cheap alternative.
+func DefaultDetectorConfig() DetectorConfig {
+	return DetectorConfig{
+		MinSize:     48,
+		MaxSize:     0,
+		ShiftFactor: 0.1,
+		ScaleFactor: 1.15,
+		IoU:         0.2,
+		MinQ:        5,
+	}
+}
+
+// Validate reports the first invalid parameter.
+func (c DetectorConfig) Validate() error {
+	switch {
+	case c.MinSize < 8:
+		return fmt.Errorf("detector: MinSize %d: must be at least 8 pixels", c.MinSize)
+	case c.MaxSize != 0 && c.MaxSize < c.MinSize:
+		return fmt.Errorf("detector: MaxSize %d is below MinSize %d (0 means the shorter image side)", c.MaxSize, c.MinSize)
+	case !(c.ShiftFactor > 0 && c.ShiftFactor <= 1):
+		return fmt.Errorf("detector: ShiftFactor %v: must be in (0, 1]", c.ShiftFactor)
+	case !(c.ScaleFactor > 1 && c.ScaleFactor <= 2):
+		return fmt.Errorf("detector: ScaleFactor %v: must be in (1, 2]", c.ScaleFactor)
+	case !(c.IoU > 0 && c.IoU < 1):
+		return fmt.Errorf("detector: IoU %v: must be in (0, 1)", c.IoU)
+	case !(c.MinQ >= 0) || math.IsInf(c.MinQ, 0):
+		return fmt.Errorf("detector: MinQ %v: must be a finite number >= 0", c.MinQ)
+	}
+	return nil
+}
+
+// Detector finds frontal faces in a grey image with pigo. It is not safe for
+// concurrent use: it keeps a scratch buffer for [Detector.DetectPadded].
+type Detector struct {
+	cfg     DetectorConfig
+	cascade *pigo.Pigo
+	padded  []byte // DetectPadded's canvas, reused across calls
+}
+
+// NewDetector validates cfg and parses the embedded cascade.
+func NewDetector(cfg DetectorConfig) (*Detector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(facefinder) < 8 {
+		return nil, errors.New("detector: embedded facefinder cascade is empty")
+	}
+	c, err := pigo.NewPigo().Unpack(facefinder)
+	if err != nil {
+		return nil, fmt.Errorf("detector: unpack facefinder cascade: %w", err)
+	}
+	return &Detector{cfg: cfg, cascade: c}, nil
+}
+
+// Config returns the detector's parameters.
+func (d *Detector) Config() DetectorConfig { return d.cfg }
+
+// Detect appends the faces found in the w x h grey image luma (stride w) to
+// dst[:0] and returns it, best score first. It takes the luma plane as is
+// because converting to grey costs more than detecting (pigo-facts.md).
+// Besides pigo's own per-call slices it allocates nothing once dst has
+// capacity. An image too small for luma yields no boxes.
+func (d *Detector) Detect(luma []byte, w, h int, dst []Box) []Box {
+	return d.detect(luma, w, h, 0, dst[:0])
+}
+
+// DetectPadded is Detect for images the face fills (dataset crops, as used
+// by `edge eval --detect`): pigo finds faces near the image edge poorly, so
+// the image is centred on a mid-grey canvas with a border of a quarter of its
+// width on every side. Boxes are returned in the original image's coordinates
+// and may extend beyond it. Padded crops score lower than faces in a scene
+// (pigo-facts.md accepted q > 2 on UTKFace): measure MinQ for this use.
+func (d *Detector) DetectPadded(luma []byte, w, h int, dst []Box) []Box {
+	dst = dst[:0]
+	if w <= 0 || h <= 0 || len(luma) < w*h {
+		return dst
+	}
+	pad := max(w/4, 1)
+	pw, ph := w+2*pad, h+2*pad
+	n := pw * ph
+	if cap(d.padded) < n {
+		d.padded = make([]byte, n)
+	}
+	buf := d.padded[:n]
+	for i := range buf[:pad*pw] {
+		buf[i] = 128
+	}
+	for y := range h {
+		row := buf[(pad+y)*pw : (pad+y+1)*pw]
+		for i := range row[:pad] {
+			row[i] = 128
+		}
+		copy(row[pad:pad+w], luma[y*w:(y+1)*w])
+		for i := range row[pad+w:] {
+			row[pad+w+i] = 128
+		}
+	}
+	for i := range buf[(pad+h)*pw:] {
+		buf[(pad+h)*pw+i] = 128
+	}
+	return d.detect(buf, pw, ph, float64(pad), dst)
+}
+
+func (d *Detector) detect(luma []byte, w, h int, offset float64, dst []Box) []Box {
+	if w <= 0 || h <= 0 || len(luma) < w*h {
+		return dst
+	}
+	maxSize := d.cfg.MaxSize
+	if maxSize == 0 || maxSize > min(w, h) {
+		maxSize = min(w, h)
+	}
+	if maxSize < d.cfg.MinSize {
+		return dst
+	}
+	p := pigo.CascadeParams{
+		MinSize:     d.cfg.MinSize,
+		MaxSize:     maxSize,
+		ShiftFactor: d.cfg.ShiftFactor,
+		ScaleFactor: d.cfg.ScaleFactor,
+		ImageParams: pigo.ImageParams{Pixels: luma[:w*h], Rows: h, Cols: w, Dim: w},
+	}
+	start := len(dst)
+	raw := d.cascade.RunCascade(p, 0)
+	if len(raw) == 0 {
+		return dst
+	}
+	for _, c := range d.cascade.ClusterDetections(raw, d.cfg.IoU) {
+		if float64(c.Q) < d.cfg.MinQ {
+			continue
+		}
+		dst = append(dst, Box{
+			X: float64(c.Col) - offset,
+			Y: float64(c.Row) - offset,
+			S: float64(c.Scale),
+			Q: float64(c.Q),
+		})
+	}
+	slices.SortStableFunc(dst[start:], func(a, b Box) int {
+		switch {
+		case a.Q > b.Q:
+			return -1
+		case a.Q < b.Q:
+			return 1
+		}
+		return 0
+	})
+	return suppress(dst, start, d.cfg.IoU)
+}
+
+// suppress drops, in place, every box in dst[start:] (sorted best first) that
+// overlaps a better one by more than iou. pigo's ClusterDetections lets a
+// detection join several clusters, so one face can come out as two
+// concentric boxes of different sizes (seen on the sample photos); two boxes
+// would make two people.
+func suppress(dst []Box, start int, iou float64) []Box {
+	kept := start
+	for i := start; i < len(dst); i++ {
+		dup := false
+		for _, k := range dst[start:kept] {
+			if k.IoU(dst[i]) > iou {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			dst[kept] = dst[i]
+			kept++
+		}
+	}
+	return dst[:kept]
+}
