@@ -1,0 +1,277 @@
+// Package camera provides frame sources: V4L2 devices, MJPEG over HTTP, image folders and archives, and video files.
+package camera
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ErrCorrupt marks a frame that could not be decoded (a JPEG that does not
+// decode, a truncated raw buffer). It is never fatal: the caller counts the
+// frame as lost and calls Next again.
+var ErrCorrupt = errors.New("corrupt frame")
+
+// Frame is one picture from a Source.
+//
+// A Frame and the memory behind Luma and Image belong to the Source and stay
+// valid until the next call to Next on that Source: sources reuse their
+// buffers so that the hot path does not allocate a frame's worth of memory per
+// frame. Use Clone to keep a frame longer.
+type Frame struct {
+	Seq           uint64    // 1 for the first frame a Source delivers, then +1 per frame
+	Time          time.Time // wall-clock time the frame was received
+	Width, Height int
+	Luma          []byte      // Width*Height grey plane, stride = Width
+	Image         image.Image // the colour picture when cheap to keep (*image.YCbCr, *YUYV, *image.Gray, ...); nil allowed
+	// Name is the image's path inside a folder or archive source, e.g.
+	// "happy/img_1.jpg" (data sets carry labels there); empty for live sources.
+	Name string
+}
+
+// Clone returns a deep copy of f's Luma (and of Image when it is one of the
+// types sources produce) that stays valid after the Source moves on.
+func (f *Frame) Clone() *Frame {
+	c := *f
+	c.Luma = append([]byte(nil), f.Luma...)
+	switch im := f.Image.(type) {
+	case *image.YCbCr:
+		cp := *im
+		cp.Y = append([]byte(nil), im.Y...)
+		cp.Cb = append([]byte(nil), im.Cb...)
+		cp.Cr = append([]byte(nil), im.Cr...)
+		c.Image = &cp
+	case *YUYV:
+		c.Image = &YUYV{Pix: append([]byte(nil), im.Pix...), Stride: im.Stride, Rect: im.Rect}
+	case *image.Gray:
+		// Grey images from sources share their pixels with Luma.
+		c.Image = &image.Gray{Pix: c.Luma, Stride: c.Width, Rect: image.Rect(0, 0, c.Width, c.Height)}
+	}
+	return &c
+}
+
+// SourceStats are a Source's counters since Open.
+type SourceStats struct {
+	Frames     uint64        // frames delivered by Next
+	Corrupt    uint64        // frames that failed to decode (Next returned ErrCorrupt)
+	Reconnects uint64        // times a live source came back after being lost
+	Down       time.Duration // total time a live source was lost, including an outage in progress
+	Up         bool          // the source is delivering (false while lost, after EOF and after Close)
+}
+
+// Source delivers frames. Next and Close may be called from different
+// goroutines, as may Stats; Next itself must not be called concurrently.
+type Source interface {
+	// Next blocks until the next frame. It returns io.EOF when a finite
+	// source ends and an error wrapping ErrCorrupt for a bad frame (the
+	// source goes on). A live source that is lost blocks Next, reconnecting,
+	// until it is back or ctx is done.
+	Next(ctx context.Context) (*Frame, error)
+	Stats() SourceStats
+	Close() error
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	width, height int
+	fps           int
+	loop          bool
+	format        string // "", "mjpeg", "yuyv" or "grey"
+	log           *slog.Logger
+	minBackoff    time.Duration
+	maxBackoff    time.Duration
+}
+
+// WithSize asks for frames of w×h pixels. A V4L2 device must offer that
+// size; a video file is scaled to it. Image folders and archives deliver
+// their images at their own size.
+func WithSize(w, h int) Option { return func(o *options) { o.width, o.height = w, h } }
+
+// WithFPS sets the frame rate: the capture rate of a V4L2 device, the polling
+// rate of a snapshot URL, and for image and video files the pace at which
+// Next delivers (a video is also resampled to that rate). 0, the default,
+// means the device's own rate, and for files as fast as frames are consumed.
+func WithFPS(fps int) Option { return func(o *options) { o.fps = fps } }
+
+// WithLoop makes image folders, archives and video files start over at the
+// end instead of returning io.EOF.
+func WithLoop(loop bool) Option { return func(o *options) { o.loop = loop } }
+
+// WithFormat forces the V4L2 pixel format: "mjpeg", "yuyv" or "grey"
+// ("jpeg" and "gray" are accepted too). The default picks what the device
+// offers, preferring uncompressed formats at small sizes.
+func WithFormat(format string) Option {
+	return func(o *options) { o.format = strings.ToLower(strings.TrimSpace(format)) }
+}
+
+// WithLogger sets the logger for source loss and recovery (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithBackoff sets the delay between reconnection attempts of a lost live
+// source: min, doubling up to max (defaults 250ms and 5s).
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.minBackoff, o.maxBackoff = min, max }
+}
+
+func buildOptions(opts []Option) (options, error) {
+	o := options{minBackoff: 250 * time.Millisecond, maxBackoff: 5 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	switch o.format {
+	case "", "yuyv", "mjpeg", "grey":
+	case "jpeg":
+		o.format = "mjpeg"
+	case "gray":
+		o.format = "grey"
+	default:
+		return o, fmt.Errorf("unknown pixel format %q (want mjpeg, yuyv or grey)", o.format)
+	}
+	switch {
+	case o.width < 0 || o.height < 0 || (o.width == 0) != (o.height == 0):
+		return o, fmt.Errorf("invalid size %dx%d", o.width, o.height)
+	case o.fps < 0:
+		return o, fmt.Errorf("invalid fps %d", o.fps)
+	case o.minBackoff <= 0 || o.maxBackoff < o.minBackoff:
+		return o, fmt.Errorf("invalid backoff %v..%v", o.minBackoff, o.maxBackoff)
+	}
+	return o, nil
+}
+
+// Extensions by source kind, lower case.
+var (
+	imageExts = []string{".jpg", ".jpeg", ".png"}
+	videoExts = []string{
+		".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".mjpeg", ".mjpg", ".mpg", ".mpeg",
+		".ts", ".m2ts", ".flv", ".wmv", ".3gp", ".ogv", ".y4m", ".h264", ".264", ".h265", ".hevc",
+	}
+)
+
+// Open opens the frame source that spec names:
+//
+//   - "/dev/video0" (any path under /dev): a V4L2 capture device; prefer the
+//     /dev/v4l/by-id/... links, which stay the same when a USB camera comes
+//     back as another /dev/videoN
+//   - "http://..." or "https://...": an MJPEG stream (multipart/x-mixed-replace) or a JPEG snapshot URL polled at WithFPS
+//   - "rtsp://..." or "rtsps://...": a network stream decoded by ffmpeg
+//   - a directory, a .tar, .tar.gz or .tgz of .jpg/.png images: those images sorted by name
+//   - a single .jpg or .png: that image
+//   - a video file (.mp4, .mkv, .avi, .mov, .webm, .mjpeg, ...): decoded by ffmpeg
+//
+// ctx bounds opening only; the source lives until Close. Live sources (V4L2,
+// HTTP, RTSP) must be reachable at Open; if they are lost later, Next
+// reconnects with backoff.
+func Open(ctx context.Context, spec string, opts ...Option) (Source, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("camera: open %q: %w", spec, err)
+	}
+	lower := strings.ToLower(spec)
+	switch {
+	case spec == "":
+		return nil, errors.New("camera: open: empty source")
+	case strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://"):
+		return openHTTP(ctx, spec, o)
+	case strings.HasPrefix(lower, "rtsp://") || strings.HasPrefix(lower, "rtsps://"):
+		return openFFmpegLive(ctx, spec, o)
+	case strings.Contains(spec, "://"):
+		return nil, fmt.Errorf("camera: open %q: unsupported URL scheme (want http, https, rtsp)", spec)
+	case strings.HasPrefix(spec, "/dev/"):
+		return openV4L2(ctx, spec, o, openGo4vl)
+	}
+
+	fi, err := os.Stat(spec)
+	if err != nil {
+		return nil, fmt.Errorf("camera: open %q: %w", spec, err)
+	}
+	if fi.IsDir() {
+		return openImageDir(spec, o)
+	}
+	ext := strings.ToLower(filepath.Ext(spec))
+	switch {
+	case strings.HasSuffix(lower, ".tar"):
+		return openTar(spec, false, o)
+	case strings.HasSuffix(lower, ".tar.gz") || strings.HasSuffix(lower, ".tgz"):
+		return openTar(spec, true, o)
+	case hasExt(imageExts, ext):
+		return openImageFiles(spec, []string{spec}, o)
+	case hasExt(videoExts, ext):
+		return openFFmpegFile(ctx, spec, o)
+	}
+	return nil, fmt.Errorf("camera: open %q: not a V4L2 device, URL, image directory, image archive (.tar, .tar.gz, .tgz), image (%s) or video file (%s)",
+		spec, strings.Join(imageExts, " "), strings.Join(videoExts, " "))
+}
+
+func hasExt(exts []string, ext string) bool {
+	for _, e := range exts {
+		if e == ext {
+			return true
+		}
+	}
+	return false
+}
+
+// pacer spaces frames 1/fps apart for sources that could deliver faster than
+// real time (files). A zero pacer does not wait.
+type pacer struct {
+	every time.Duration
+	next  time.Time
+}
+
+func newPacer(fps int) pacer {
+	if fps <= 0 {
+		return pacer{}
+	}
+	return pacer{every: time.Second / time.Duration(fps)}
+}
+
+// wait blocks until the next frame is due, ctx is done (its error) or stop
+// is closed (fs.ErrClosed).
+func (p *pacer) wait(ctx context.Context, stop <-chan struct{}) error {
+	if p.every == 0 {
+		return ctx.Err()
+	}
+	now := time.Now()
+	if p.next.IsZero() || now.Sub(p.next) > p.every {
+		// First frame, or the consumer fell behind by more than a frame:
+		// restart the schedule rather than bursting to catch up.
+		p.next = now
+	}
+	if d := p.next.Sub(now); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return fs.ErrClosed
+		}
+	}
+	p.next = p.next.Add(p.every)
+	return nil
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,307 @@
+package camera
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// imageReader yields the encoded images of a folder or archive in order.
+type imageReader interface {
+	// read returns the next image's name and bytes, or io.EOF after the last.
+	read() (name string, data []byte, err error)
+	// rewind starts over at the first image.
+	rewind() error
+	close() error
+}
+
+// isImageName reports whether name looks like an image the source decodes.
+// Hidden files are skipped: archives made on macOS carry "._name.jpg"
+// resource forks that are not images.
+func isImageName(name string) bool {
+	base := path.Base(filepath.ToSlash(name))
+	return !strings.HasPrefix(base, ".") && hasExt(imageExts, strings.ToLower(path.Ext(base)))
+}
+
+// openImageDir reads the images below dir, subfolders included (data sets
+// keep one folder per class), in lexical order of their paths.
+func openImageDir(dir string, o options) (Source, error) {
+	var paths []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != dir && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if d.Type().IsRegular() && isImageName(d.Name()) {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("camera: open %q: %w", dir, err)
+	}
+	return openImageFiles(dir, paths, o)
+}
+
+func openImageFiles(name string, paths []string, o options) (Source, error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("camera: open %q: no images (%s)", name, strings.Join(imageExts, " "))
+	}
+	return newImageSource(name, &fileList{root: name, paths: paths}, o), nil
+}
+
+// fileList reads image files one by one.
+type fileList struct {
+	root  string // names are relative to it
+	paths []string
+	i     int
+}
+
+func (l *fileList) read() (string, []byte, error) {
+	if l.i >= len(l.paths) {
+		return "", nil, io.EOF
+	}
+	p := l.paths[l.i]
+	l.i++
+	b, err := os.ReadFile(p)
+	name, rerr := filepath.Rel(l.root, p)
+	if rerr != nil || name == "." {
+		name = filepath.Base(p)
+	}
+	return filepath.ToSlash(name), b, err
+}
+
+func (l *fileList) rewind() error { l.i = 0; return nil }
+func (l *fileList) close() error  { return nil }
+
+// openTar indexes the archive. Archives whose images are already in name
+// order (tar --sort=name, or made from a sorted list) are streamed, one
+// image in memory at a time; others are loaded into memory to be sorted.
+func openTar(name string, gz bool, o options) (Source, error) {
+	var names []string
+	err := walkTar(name, gz, func(h *tar.Header, _ io.Reader) error {
+		names = append(names, h.Name)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("camera: open %q: %w", name, err)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("camera: open %q: no images (%s)", name, strings.Join(imageExts, " "))
+	}
+	if slices.IsSorted(names) {
+		return newImageSource(name, &tarStream{path: name, gz: gz}, o), nil
+	}
+	o.log.Info("image archive not in name order; loading it into memory to sort", "source", name, "images", len(names))
+	m := &memList{}
+	err = walkTar(name, gz, func(h *tar.Header, r io.Reader) error {
+		b, err := io.ReadAll(r)
+		m.items = append(m.items, memImage{h.Name, b})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("camera: open %q: %w", name, err)
+	}
+	slices.SortStableFunc(m.items, func(a, b memImage) int { return strings.Compare(a.name, b.name) })
+	return newImageSource(name, m, o), nil
+}
+
+// walkTar calls fn for each image entry of the archive.
+func walkTar(name string, gz bool, fn func(*tar.Header, io.Reader) error) error {
+	f, tr, err := openTarReader(name, gz)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read archive: %w", err)
+		}
+		if h.Typeflag == tar.TypeReg && isImageName(h.Name) {
+			if err := fn(h, tr); err != nil {
+				return fmt.Errorf("%s: %w", h.Name, err)
+			}
+		}
+	}
+}
+
+func openTarReader(name string, gz bool) (*os.File, *tar.Reader, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = f
+	if gz {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("gzip: %w", err)
+		}
+		r = zr
+	}
+	return f, tar.NewReader(r), nil
+}
+
+// tarStream reads the images of a name-ordered archive as it goes.
+type tarStream struct {
+	path string
+	gz   bool
+	f    *os.File
+	tr   *tar.Reader
+}
+
+func (t *tarStream) read() (string, []byte, error) {
+	if t.tr == nil {
+		f, tr, err := openTarReader(t.path, t.gz)
+		if err != nil {
+			return "", nil, err
+		}
+		t.f, t.tr = f, tr
+	}
+	for {
+		h, err := t.tr.Next()
+		if err == io.EOF {
+			return "", nil, io.EOF
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("read archive: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg || !isImageName(h.Name) {
+			continue
+		}
+		b, err := io.ReadAll(t.tr)
+		if err != nil {
+			return "", nil, fmt.Errorf("read archive: %s: %w", h.Name, err)
+		}
+		return h.Name, b, nil
+	}
+}
+
+func (t *tarStream) rewind() error { return t.close() }
+
+func (t *tarStream) close() error {
+	if t.f == nil {
+		return nil
+	}
+	err := t.f.Close()
+	t.f, t.tr = nil, nil
+	return err
+}
+
+type memImage struct {
+	name string
+	data []byte
+}
+
+// memList holds the images of an archive that had to be sorted.
+type memList struct {
+	items []memImage
+	i     int
+}
+
+func (m *memList) read() (string, []byte, error) {
+	if m.i >= len(m.items) {
+		return "", nil, io.EOF
+	}
+	it := m.items[m.i]
+	m.i++
+	return it.name, it.data, nil
+}
+
+func (m *memList) rewind() error { m.i = 0; return nil }
+func (m *memList) close() error  { return nil }
+
+// imageSource is a finite Source over an imageReader.
+type imageSource struct {
+	name  string
+	loop  bool
+	pace  pacer
+	stats statsKeeper
+
+	done      chan struct{} // closed by Close, ending a pacing wait
+	closeOnce sync.Once
+	mu        sync.Mutex // serialises Next and Close
+	r         imageReader
+	dec       decoder
+	seq       uint64
+	closed    bool
+}
+
+func newImageSource(name string, r imageReader, o options) *imageSource {
+	s := &imageSource{name: name, r: r, loop: o.loop, pace: newPacer(o.fps), done: make(chan struct{})}
+	s.stats.setUp(time.Now())
+	return s
+}
+
+func (s *imageSource) Next(ctx context.Context) (*Frame, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("camera: %s: %w", s.name, fs.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	name, data, err := s.r.read()
+	if err == io.EOF && s.loop {
+		if err = s.r.rewind(); err == nil {
+			name, data, err = s.r.read()
+		}
+	}
+	if err == io.EOF {
+		s.stats.ended()
+		return nil, io.EOF
+	}
+	if err != nil {
+		return nil, fmt.Errorf("camera: %s: %w", s.name, err)
+	}
+	f := &Frame{}
+	if err := s.dec.encoded(data, f); err != nil {
+		s.stats.corrupt()
+		return nil, fmt.Errorf("camera: %s: %s: %w", s.name, name, err)
+	}
+	if err := s.pace.wait(ctx, s.done); err != nil {
+		if errors.Is(err, fs.ErrClosed) {
+			return nil, fmt.Errorf("camera: %s: %w", s.name, err)
+		}
+		return nil, err
+	}
+	s.seq++
+	f.Seq, f.Time, f.Name = s.seq, time.Now(), name
+	s.stats.frame()
+	return f, nil
+}
+
+func (s *imageSource) Stats() SourceStats { return s.stats.get(time.Now()) }
+
+func (s *imageSource) Close() error {
+	s.closeOnce.Do(func() { close(s.done) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.stats.close(time.Now())
+	if err := s.r.close(); err != nil {
+		return fmt.Errorf("camera: %s: close: %w", s.name, err)
+	}
+	return nil
+}
