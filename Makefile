@@ -14,7 +14,7 @@ export CGO_ENABLED := 1
 export CGO_CFLAGS := -I$(TFLITE_DIR)/include -I$(CURDIR)/tflite/include
 export CGO_LDFLAGS := -L$(TFLITE_LIB) -Wl,-rpath,$(TFLITE_LIB) -Wl,-rpath,/usr/lib/edge
 
-.PHONY: all deps deps-apt deps-go tflite-lib build test test-go test-models demo run bench clean
+.PHONY: all deps deps-apt deps-go tflite-lib build test test-go test-py test-smoke demo run bench models model-emotion model-agegender export clean
 
 all: build
 
@@ -30,12 +30,15 @@ $(TFLITE_DIR)/.done:
 
 # deps-apt installs the Debian packages that training, tests and the demo use.
 deps-apt:
-	@missing=""; for p in python3-torch python3-torchvision libopenblas0 python3-numpy python3-pil python3-matplotlib python3-flatbuffers mosquitto ffmpeg; do \
+	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+APT_PACKAGES := python3-torch python3-torchvision libopenblas0 python3-numpy python3-pil python3-matplotlib \
+	python3-flatbuffers flatbuffers-compiler mosquitto ffmpeg chromium-headless-shell
 
 deps-go:
 	go mod download
@@ -45,11 +48,62 @@ deps: deps-apt deps-go tflite-lib
 build: tflite-lib
 	mkdir -p $(BUILD)/bin && go build -o $(BUILD)/bin/edge ./edge
 
-test: deps test-go
+# test is the one command CI runs: unit and integration tests (real TFLite
+# runtime, real mosquitto and embedded broker, headless Chromium), the Python
+# exporter tests, a smoke training + export, and the committed models on val.
+test: deps test-go test-py test-smoke
 
 test-go: tflite-lib
 	go vet ./...
-	go test -count=1 ./...
+	go test -count=1 -timeout 20m ./...
+
+test-py:
+	$(PY) -m unittest discover -s models -p 'test_*.py' -v
+
+# test-smoke trains a few batches of each model and exports them: the code
+# path of `make models`, not its accuracy.
+test-smoke: tflite-lib
+	rm -rf $(BUILD)/smoke
+	$(PY) models/train.py --task emotion --trunk small --smoke --out $(BUILD)/smoke
+	$(PY) models/train.py --task agegender --trunk small --smoke --out $(BUILD)/smoke
+	for h in emotion age gender; do $(PY) models/export.py --head $$h --ckpt $(BUILD)/smoke/$$h.pt --out $(BUILD)/smoke/$$h.tflite --calib 256 --smoke || exit 1; done
+
+# Training: `make models` trains and exports all three (hours on a 2-core CPU;
+# minutes on a GPU). TRUNK=base is the larger network.
+TRUNK ?= small
+EPOCHS_EMOTION ?= 18
+EPOCHS_AGEGENDER ?= 20
+models: model-emotion model-agegender
+
+model-emotion: tflite-lib
+	$(PY) models/train.py --task emotion --trunk $(TRUNK) --epochs $(EPOCHS_EMOTION)
+	$(PY) models/export.py --head emotion
+
+model-agegender: tflite-lib
+	$(PY) models/train.py --task agegender --trunk $(TRUNK) --epochs $(EPOCHS_AGEGENDER)
+	$(PY) models/export.py --head age
+	$(PY) models/export.py --head gender
+
+# framing measures where the detector's box falls on each data set's crops
+# and writes models/framing.json, which export.py stores in each model.
+framing: build
+	$(BUILD)/bin/edge models framing --data $(DATA)/fer2013/train.tar.gz --limit 6000 > $(BUILD)/framing_fer.json
+	$(BUILD)/bin/edge models framing --data $(DATA)/utkface/train.tar.gz --limit 4000 --crop 0.8 > $(BUILD)/framing_utk.json
+	$(PY) -c 'import json; f=json.load(open("$(BUILD)/framing_fer.json")); u=json.load(open("$(BUILD)/framing_utk.json")); \
+	  pick=lambda r: {k: round(r[k], 4) for k in ("scale", "offset_x", "offset_y")}; \
+	  json.dump({"emotion": pick(f), "age": pick(u), "gender": pick(u), "measured": {"fer2013": f, "utkface": u}}, open("models/framing.json", "w"), indent=2)'
+
+# demo runs the whole pipeline on the shipped sample with the embedded broker
+# and prints each stats message as a subscriber receives it.
+demo: deps-go tflite-lib build
+	EDGE=$(BUILD)/bin/edge ./edge/demo.sh
+
+# run uses the first webcam.
+run: build
+	EDGE_SOURCE=$${EDGE_SOURCE:-/dev/video0} $(BUILD)/bin/edge run
+
+bench: build
+	$(BUILD)/bin/edge bench
 
 clean:
 	rm -rf $(BUILD) dist

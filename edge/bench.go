@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edge-sensor/edge/camera"
+	"github.com/edge-sensor/edge/mqtt"
+	"github.com/edge-sensor/edge/pipeline"
+)
+
+// benchReport is what `edge bench --json` prints.
+type benchReport struct {
+	Source   string                `json:"source"`
+	Machine  string                `json:"machine"`
+	Frames   int                   `json:"frames"`
+	Size     string                `json:"size"`
+	Faces    int                   `json:"faces"`
+	Stages   map[string]stageStats `json:"stages_ms"`
+	EndToEnd struct {
+		Frames int     `json:"frames"`
+		FPS    float64 `json:"fps"`
+	} `json:"end_to_end"`
+}
+
+type stageStats struct {
+	N    int     `json:"n"`
+	Mean float64 `json:"mean"`
+	P50  float64 `json:"p50"`
+	P95  float64 `json:"p95"`
+}
+
+func newStageStats(d []time.Duration) stageStats {
+	if len(d) == 0 {
+		return stageStats{}
+	}
+	slices.Sort(d)
+	var sum time.Duration
+	for _, v := range d {
+		sum += v
+	}
+	ms := func(v time.Duration) float64 { return float64(v.Microseconds()) / 1000 }
+	return stageStats{N: len(d), Mean: ms(sum / time.Duration(len(d))), P50: ms(d[len(d)/2]), P95: ms(d[min(len(d)*95/100, len(d)-1)])}
+}
+
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("edge bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	source := fs.String("source", "camera/testdata/people.tar", "frames to run on (any EDGE_SOURCE)")
+	modelsDir := fs.String("models", defaultModelsDir(), "directory of the .tflite models")
+	tasks := fs.String("tasks", "emotion,age,gender", "classifiers to run")
+	threads := fs.Int("threads", 1, "TFLite threads per model")
+	minFace := fs.Int("min-face", pipeline.DefaultDetectorConfig().MinSize, "detector's smallest face side")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err.Error()}
+	}
+	taskList := strings.Split(*tasks, ",")
+	models, closeModels, err := loadModels(*modelsDir, taskList, *threads)
+	if err != nil {
+		return err
+	}
+	defer closeModels()
+	rep, err := bench(ctx, *source, models, *minFace)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(rep)
+	}
+	fmt.Fprintf(stdout, "edge bench on %s: %d frames %s, %d faces, %s\n\n", rep.Source, rep.Frames, rep.Size, rep.Faces, rep.Machine)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "stage\tn\tmean ms\tp50 ms\tp95 ms\t")
+	keys := make([]string, 0, len(rep.Stages))
+	for k := range rep.Stages {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return stageOrder(a) - stageOrder(b) })
+	for _, k := range keys {
+		s := rep.Stages[k]
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t\n", k, s.N, s.Mean, s.P50, s.P95)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nend to end (decode, detect, track, classify, aggregate): %.1f frames/s over %d frames\n", rep.EndToEnd.FPS, rep.EndToEnd.Frames)
+	return nil
+}
+
+func stageOrder(s string) int {
+	switch {
+	case s == "decode":
+		return 0
+	case s == "detect":
+		return 1
+	case s == "crop":
+		return 2
+	case strings.HasPrefix(s, "classify/"):
+		return 3
+	}
+	return 4
+}
+
+func defaultModelsDir() string {
+	var c Config
+	c.fillDefaults()
+	return c.ModelsDir
+}
+
+// bench times each stage on its own, then the whole pipeline.
+func bench(ctx context.Context, source string, models []pipeline.Classifier, minFace int) (*benchReport, error) {
+	rep := &benchReport{Source: source, Stages: map[string]stageStats{},
+		Machine: fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())}
+	src, err := camera.Open(ctx, source, camera.WithFPS(0))
+	if err != nil {
+		return nil, err
+	}
+	type frame struct {
+		luma []byte
+		w, h int
+	}
+	var frames []frame
+	var decode []time.Duration
+	for {
+		t0 := time.Now()
+		f, err := src.Next(ctx)
+		d := time.Since(t0)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if errors.Is(err, camera.ErrCorrupt) {
+			continue
+		}
+		if err != nil {
+			src.Close()
+			return nil, err
+		}
+		decode = append(decode, d)
+		frames = append(frames, frame{slices.Clone(f.Luma[:f.Width*f.Height]), f.Width, f.Height})
+	}
+	src.Close()
+	if len(frames) == 0 {
+		return nil, fmt.Errorf("bench: %s has no frames", source)
+	}
+	rep.Frames = len(frames)
+	rep.Size = fmt.Sprintf("%dx%d", frames[0].w, frames[0].h)
+	rep.Stages["decode"] = newStageStats(decode)
+
+	dcfg := pipeline.DefaultDetectorConfig()
+	dcfg.MinSize = minFace
+	det, err := pipeline.NewDetector(dcfg)
+	if err != nil {
+		return nil, err
+	}
+	var detect, crop []time.Duration
+	classify := make([][]time.Duration, len(models))
+	var boxes []pipeline.Box
+	var buf []byte
+	probs := make([][]float32, len(models))
+	for i, m := range models {
+		probs[i] = make([]float32, len(m.Meta().Labels))
+	}
+	for _, f := range frames {
+		t0 := time.Now()
+		boxes = det.Detect(f.luma, f.w, f.h, boxes)
+		detect = append(detect, time.Since(t0))
+		for _, b := range boxes {
+			rep.Faces++
+			for i, m := range models {
+				meta := m.Meta()
+				t0 := time.Now()
+				buf = pipeline.Crop(f.luma, f.w, f.h, b, framingOf(meta), meta.Input.Width, meta.Input.Height, buf)
+				crop = append(crop, time.Since(t0))
+				t0 = time.Now()
+				if err := m.Classify(buf, probs[i]); err != nil {
+					return nil, err
+				}
+				classify[i] = append(classify[i], time.Since(t0))
+			}
+		}
+	}
+	rep.Stages["detect"] = newStageStats(detect)
+	rep.Stages["crop"] = newStageStats(crop)
+	for i, m := range models {
+		rep.Stages["classify/"+m.Meta().Task] = newStageStats(classify[i])
+	}
+
+	// End to end: the real pipeline, unpaced, publishing to nowhere.
+	src, err = camera.Open(ctx, source, camera.WithFPS(0))
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	cfg := pipeline.DefaultConfig()
+	cfg.Detector = dcfg
+	// Lossless: capture waits for processing instead of dropping frames, so
+	// an unpaced file measures processing speed.
+	cfg.Lossless = true
+	counter := &countingSink{}
+	pl, err := pipeline.New(cfg, src, models, counter)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if err := pl.Run(ctx); err != nil {
+		return nil, err
+	}
+	rep.EndToEnd.Frames = int(counter.processed)
+	rep.EndToEnd.FPS = float64(counter.processed) / time.Since(t0).Seconds()
+	return rep, nil
+}
+
+// countingSink counts the frames the pipeline reports as processed.
+type countingSink struct{ processed uint64 }
+
+func (c *countingSink) Publish(_ context.Context, s mqtt.Stats) error {
+	c.processed += s.Frames.Processed
+	return nil
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// envPrefix is the prefix of every variable edge reads: EDGE_SOURCE, EDGE_MQTT_URL, …
+const envPrefix = "EDGE"
+
+// Config is everything `edge run` reads from the environment. Each field's
+// desc tag is what `edge run --help` prints; keep it one line.
+type Config struct {
+	Source          string        `envconfig:"SOURCE" default:"/dev/video0" desc:"camera: /dev/videoN, a directory or .tar(.gz) of images, a video file, or an http:// MJPEG URL"`
+	Size            string        `envconfig:"SIZE" default:"640x480" desc:"capture size WxH requested from the camera"`
+	FPS             int           `envconfig:"FPS" default:"15" desc:"capture frame rate; image sources are paced to it (0: as fast as processed)"`
+	Format          string        `envconfig:"FORMAT" default:"" desc:"V4L2 pixel format: yuyv or mjpeg (empty: pick from what the device offers)"`
+	Loop            bool          `envconfig:"LOOP" default:"false" desc:"repeat an image or video source forever"`
+	Department      string        `envconfig:"DEPARTMENT" default:"default" desc:"department this sensor counts for (MQTT topic level)"`
+	DeviceID        string        `envconfig:"DEVICE_ID" default:"" desc:"device id (MQTT topic level; empty: the host name)"`
+	Tasks           []string      `envconfig:"TASKS" default:"emotion,age,gender" desc:"classifiers to run: any of emotion,age,gender (EU AI Act Art. 5(1)(f): no emotion inference at workplaces or in education)"`
+	Interval        time.Duration `envconfig:"PUBLISH_INTERVAL" default:"60s" desc:"length of a statistics window"`
+	MinGroup        int           `envconfig:"MIN_GROUP" default:"5" desc:"withhold breakdowns that would describe fewer people than this (1 disables)"`
+	MinFace         int           `envconfig:"MIN_FACE" default:"48" desc:"smallest face side in pixels the detector looks for (smaller is slower)"`
+	ClassifyMinFace int           `envconfig:"CLASSIFY_MIN_FACE" default:"60" desc:"smallest face side in pixels that is classified; smaller faces are counted as unclassified"`
+	ClassEvery      int           `envconfig:"CLASSIFY_EVERY" default:"5" desc:"classify each tracked face at most every N frames"`
+	Threads         int           `envconfig:"THREADS" default:"1" desc:"TFLite threads per model"`
+	ModelsDir       string        `envconfig:"MODELS_DIR" default:"" desc:"directory holding emotion.tflite, age.tflite, gender.tflite (empty: /usr/share/edge/models, else ./models)"`
+	StateDir        string        `envconfig:"STATE_DIR" default:"" desc:"where stats wait while the broker is down (empty: $STATE_DIRECTORY, else ~/.local/state/edge)"`
+
+	MQTTURL      string        `envconfig:"MQTT_URL" default:"" desc:"broker URL tcp://host:1883 or ssl://host:8883 (empty: start the embedded broker)"`
+	MQTTUser     string        `envconfig:"MQTT_USERNAME" default:"" desc:"broker user name"`
+	MQTTPassword string        `envconfig:"MQTT_PASSWORD" default:"" desc:"broker password (never logged)"`
+	MQTTCA       string        `envconfig:"MQTT_CA" default:"" desc:"PEM file of the CA that signed the broker's certificate"`
+	MQTTCert     string        `envconfig:"MQTT_CERT" default:"" desc:"PEM client certificate for mutual TLS"`
+	MQTTKey      string        `envconfig:"MQTT_KEY" default:"" desc:"PEM client key for mutual TLS"`
+	MQTTPrefix   string        `envconfig:"MQTT_PREFIX" default:"edge" desc:"first topic level"`
+	EmbeddedAddr string        `envconfig:"EMBEDDED_BROKER_ADDR" default:"127.0.0.1:1883" desc:"listen address of the embedded broker"`
+	HADiscovery  bool          `envconfig:"HA_DISCOVERY" default:"true" desc:"announce sensors to Home Assistant (MQTT discovery)"`
+	DiagInterval time.Duration `envconfig:"DIAGNOSTICS_INTERVAL" default:"60s" desc:"how often to publish fps, drops and latencies"`
+	QueueMax     int           `envconfig:"QUEUE_MAX" default:"10000" desc:"most windows kept on disk while the broker is down (oldest dropped)"`
+	QueueMaxAge  time.Duration `envconfig:"QUEUE_MAX_AGE" default:"168h" desc:"oldest window kept on disk while the broker is down"`
+	PreviewAddr  string        `envconfig:"PREVIEW_ADDR" default:"127.0.0.1:8080" desc:"local HTTP address for /healthz, /metrics and the preview (empty: no HTTP server)"`
+	Preview      bool          `envconfig:"PREVIEW" default:"true" desc:"serve annotated frames on PREVIEW_ADDR (false: only /healthz and /metrics)"`
+	StatsStdout  bool          `envconfig:"STATS_STDOUT" default:"false" desc:"also print each stats window as a JSON line on stdout"`
+	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat    string        `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+}
+
+// configError is a bad configuration value: edge exits with code 2.
+type configError struct{ err error }
+
+func (e configError) Error() string { return e.err.Error() }
+func (e configError) Unwrap() error { return e.err }
+
+// loadConfig reads and validates the configuration from the environment.
+func loadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process(envPrefix, &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return c, configError{fmt.Errorf("%s_%s=%q: not a valid %s", envPrefix, pe.KeyName, pe.Value, pe.TypeName)}
+		}
+		return c, configError{err}
+	}
+	if err := c.validate(); err != nil {
+		return c, configError{err}
+	}
+	c.fillDefaults()
+	return c, nil
+}
+
+var knownTasks = map[string]bool{"emotion": true, "age": true, "gender": true}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(name, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s_%s: %s", envPrefix, name, fmt.Sprintf(format, a...)))
+	}
+	if strings.TrimSpace(c.Source) == "" {
+		bad("SOURCE", "must not be empty")
+	}
+	if _, _, err := c.size(); err != nil {
+		bad("SIZE", "%q: %v", c.Size, err)
+	}
+	if c.FPS < 0 || c.FPS > 240 {
+		bad("FPS", "%d: want 0..240", c.FPS)
+	}
+	switch strings.ToLower(c.Format) {
+	case "", "yuyv", "mjpeg":
+	default:
+		bad("FORMAT", "%q: want yuyv, mjpeg or empty", c.Format)
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Tasks {
+		t = strings.ToLower(strings.TrimSpace(t))
+		c.Tasks[i] = t
+		if !knownTasks[t] {
+			bad("TASKS", "unknown task %q: want emotion, age or gender", t)
+		}
+		if seen[t] {
+			bad("TASKS", "task %q listed twice", t)
+		}
+		seen[t] = true
+	}
+	for _, v := range []struct{ name, val string }{{"DEPARTMENT", c.Department}, {"DEVICE_ID", c.DeviceID}, {"MQTT_PREFIX", c.MQTTPrefix}} {
+		if strings.ContainsAny(v.val, "+#/") || (v.name != "DEVICE_ID" && v.val == "") {
+			bad(v.name, "%q: must be non-empty without + # /", v.val)
+		}
+	}
+	if c.Interval < time.Second {
+		bad("PUBLISH_INTERVAL", "%v: want at least 1s", c.Interval)
+	}
+	if c.DiagInterval < time.Second {
+		bad("DIAGNOSTICS_INTERVAL", "%v: want at least 1s", c.DiagInterval)
+	}
+	if c.MinGroup < 1 {
+		bad("MIN_GROUP", "%d: want 1 or more", c.MinGroup)
+	}
+	if c.MinFace < 16 || c.MinFace > 2000 {
+		bad("MIN_FACE", "%d: want 16..2000", c.MinFace)
+	}
+	if c.ClassifyMinFace < 0 {
+		bad("CLASSIFY_MIN_FACE", "%d: want 0 or more", c.ClassifyMinFace)
+	}
+	if c.ClassEvery < 1 {
+		bad("CLASSIFY_EVERY", "%d: want 1 or more", c.ClassEvery)
+	}
+	if c.Threads < 1 || c.Threads > 64 {
+		bad("THREADS", "%d: want 1..64", c.Threads)
+	}
+	if c.QueueMax < 1 {
+		bad("QUEUE_MAX", "%d: want 1 or more", c.QueueMax)
+	}
+	if (c.MQTTCert == "") != (c.MQTTKey == "") {
+		bad("MQTT_CERT", "MQTT_CERT and MQTT_KEY go together")
+	}
+	for _, v := range []struct{ name, path string }{{"MQTT_CA", c.MQTTCA}, {"MQTT_CERT", c.MQTTCert}, {"MQTT_KEY", c.MQTTKey}} {
+		if v.path == "" {
+			continue
+		}
+		if _, err := os.Stat(v.path); err != nil {
+			bad(v.name, "%v", err)
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("LOG_LEVEL", "%v", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LOG_FORMAT", "%q: want text or json", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) fillDefaults() {
+	if c.DeviceID == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "edge"
+		}
+		c.DeviceID = strings.NewReplacer("+", "-", "#", "-", "/", "-").Replace(h)
+	}
+	if c.ModelsDir == "" {
+		c.ModelsDir = "models"
+		if st, err := os.Stat("/usr/share/edge/models"); err == nil && st.IsDir() {
+			c.ModelsDir = "/usr/share/edge/models"
+		}
+	}
+	if c.StateDir == "" {
+		if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+			// systemd's StateDirectory= may list several, separated by ':'.
+			c.StateDir = strings.Split(d, ":")[0]
+		} else if home, err := os.UserHomeDir(); err == nil {
+			c.StateDir = filepath.Join(home, ".local", "state", "edge")
+		} else {
+			c.StateDir = filepath.Join(os.TempDir(), "edge-state")
+		}
+	}
+}
+
+// size parses Size as WxH.
+func (c *Config) size() (w, h int, err error) {
+	if _, err := fmt.Sscanf(strings.ToLower(c.Size), "%dx%d", &w, &h); err != nil {
+		return 0, 0, errors.New("want WxH, e.g. 640x480")
+	}
+	if w < 32 || h < 32 || w > 8192 || h > 8192 {
+		return 0, 0, errors.New("width and height must be 32..8192")
+	}
+	return w, h, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+// secretVars are never logged in clear.
+var secretVars = map[string]bool{"MQTT_PASSWORD": true}
+
+// logAttrs is the effective configuration for the start-up log line, with secrets redacted.
+func (c Config) logAttrs() []any {
+	var out []any
+	v := reflect.ValueOf(c)
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Tag.Get("envconfig")
+		val := fmt.Sprint(v.Field(i).Interface())
+		if secretVars[name] && val != "" {
+			val = "REDACTED"
+		}
+		if f := v.Field(i); f.Kind() == reflect.Slice {
+			parts := make([]string, f.Len())
+			for j := range parts {
+				parts[j] = fmt.Sprint(f.Index(j).Interface())
+			}
+			val = strings.Join(parts, ",")
+		}
+		out = append(out, slog.String(envPrefix+"_"+name, val))
+	}
+	return out
+}
+
+// writeUsage prints every variable with its default and meaning.
+func writeUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: edge run\n\nedge run is configured only through environment variables:\n\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		def := f.Tag.Get("default")
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(tw, "%s_%s\t%s\t%s\n", envPrefix, f.Tag.Get("envconfig"), def, f.Tag.Get("desc"))
+	}
+	tw.Flush()
+}

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edge-sensor/edge/camera"
+	"github.com/edge-sensor/edge/edge/preview"
+	"github.com/edge-sensor/edge/edge/service"
+	"github.com/edge-sensor/edge/mqtt"
+	"github.com/edge-sensor/edge/pipeline"
+	"github.com/edge-sensor/edge/tflite"
+)
+
+// stopTimeout bounds the clean shutdown: the last window and the retained
+// "offline" status must reach the broker within systemd's TimeoutStopSec.
+const stopTimeout = 10 * time.Second
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	for _, a := range args {
+		switch a {
+		case "-h", "--help", "-help", "help":
+			writeUsage(stdout)
+			return nil
+		default:
+			writeUsage(stderr)
+			return usageError{fmt.Sprintf("edge run takes no arguments (got %q): it is configured by EDGE_* variables", a)}
+		}
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("edge starting", append([]any{"version", version}, cfg.logAttrs()...)...)
+	return run(ctx, cfg, log, stdout)
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// loadModels loads the model of each task from dir.
+func loadModels(dir string, tasks []string, threads int) ([]pipeline.Classifier, func(), error) {
+	var models []*tflite.Model
+	closeAll := func() {
+		for _, m := range models {
+			m.Close()
+		}
+	}
+	var out []pipeline.Classifier
+	for _, task := range tasks {
+		m, err := tflite.Load(filepath.Join(dir, task+".tflite"), tflite.WithExpect(task, 0), tflite.WithThreads(threads))
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("model for task %s: %w", task, err)
+		}
+		models = append(models, m)
+		out = append(out, m)
+	}
+	return out, closeAll, nil
+}
+
+func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
+	started := time.Now()
+	notifier := service.New(service.WithLogger(log))
+	models, closeModels, err := loadModels(cfg.ModelsDir, cfg.Tasks, cfg.Threads)
+	if err != nil {
+		return err
+	}
+	defer closeModels()
+
+	w, h, _ := cfg.size()
+	src, err := camera.Open(ctx, cfg.Source, camera.WithSize(w, h), camera.WithFPS(cfg.FPS),
+		camera.WithFormat(cfg.Format), camera.WithLoop(cfg.Loop), camera.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+
+	brokerURL := cfg.MQTTURL
+	if brokerURL == "" {
+		emb, err := mqtt.StartEmbedded(ctx, cfg.EmbeddedAddr, mqtt.WithEmbeddedLogger(log))
+		if err != nil {
+			return fmt.Errorf("embedded broker: %w", err)
+		}
+		defer emb.Close()
+		brokerURL = emb.URL()
+		log.Info("embedded MQTT broker listening", "url", brokerURL)
+	}
+	var taskLabels []mqtt.TaskLabels
+	for _, m := range models {
+		taskLabels = append(taskLabels, mqtt.TaskLabels{Task: m.Meta().Task, Labels: m.Meta().Labels})
+	}
+	pub, err := mqtt.NewPublisher(mqtt.Config{
+		BrokerURL: brokerURL, Username: cfg.MQTTUser, Password: cfg.MQTTPassword,
+		TLS:    mqtt.TLSConfig{CAFile: cfg.MQTTCA, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey},
+		Prefix: cfg.MQTTPrefix, Department: cfg.Department, Device: cfg.DeviceID,
+		StateDir: cfg.StateDir, MaxQueue: cfg.QueueMax, MaxQueueAge: cfg.QueueMaxAge,
+		Interval: cfg.Interval, DisableDiscovery: !cfg.HADiscovery, Tasks: taskLabels,
+		SWVersion: version, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	// Close last (deferred first): the pipeline's final window goes out
+	// before the retained "offline".
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+		defer cancel()
+		if err := pub.Close(cctx); err != nil {
+			log.Warn("mqtt close", "err", err)
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	obs := &frameObserver{}
+	var prev *preview.Server
+	if cfg.PreviewAddr != "" && cfg.Preview {
+		prev = preview.New(preview.WithLogger(log))
+		defer prev.Close()
+		obs.preview = prev
+	}
+	var sink pipeline.Sink = pub
+	if cfg.StatsStdout || prev != nil {
+		sink = &teeSink{next: pub, stdout: stdoutIf(cfg.StatsStdout, stdout), preview: prev}
+	}
+	pcfg := pipelineConfig(cfg)
+	pl, err := pipeline.New(pcfg, src, models, sink, pipeline.WithObserver(obs), pipeline.WithRegistry(reg), pipeline.WithLogger(log))
+	if err != nil {
+		return err
+	}
+
+	if cfg.PreviewAddr != "" {
+		srv, err := serveHTTP(ctx, cfg.PreviewAddr, reg, prev, obs, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+
+	var wg sync.WaitGroup
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	wg.Go(func() {
+		if err := notifier.Watch(loopCtx, obs.frames.Load); err != nil {
+			log.Warn("watchdog", "err", err)
+		}
+	})
+	wg.Go(func() { statusLoop(loopCtx, notifier, obs, pub, log) })
+	wg.Go(func() { diagnosticsLoop(loopCtx, cfg.DiagInterval, started, src, obs, pub, log) })
+
+	err = pl.Run(ctx)
+	stopLoops()
+	wg.Wait()
+	notifier.Stopping()
+	if errors.Is(err, context.Canceled) {
+		log.Info("edge stopping", "reason", "signal")
+		err = nil
+	} else if err == nil {
+		// A finite source ended: deliver what is queued before going offline.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+		if ferr := pub.Flush(fctx); ferr != nil {
+			log.Warn("stats still queued on disk at exit; they are sent at the next start", "queued", pub.QueueLen(), "err", ferr)
+		}
+		cancel()
+		log.Info("source ended", "frames", obs.frames.Load())
+	}
+	return err
+}
+
+func stdoutIf(on bool, w io.Writer) io.Writer {
+	if on {
+		return w
+	}
+	return nil
+}
+
+// pipelineConfig maps the environment onto the pipeline's settings.
+func pipelineConfig(cfg Config) pipeline.Config {
+	p := pipeline.DefaultConfig()
+	p.Detector.MinSize = cfg.MinFace
+	p.Classify.Tasks = slices.Clone(cfg.Tasks)
+	p.Classify.Every = cfg.ClassEvery
+	p.Classify.MinFaceSize = float64(max(cfg.MinFace, cfg.ClassifyMinFace))
+	p.Interval = cfg.Interval
+	p.MinGroup = cfg.MinGroup
+	return p
+}
+
+// frameObserver counts processed frames (readiness, watchdog, fps) and
+// hands frames to the preview when it is on. Nothing is copied otherwise.
+type frameObserver struct {
+	frames  atomic.Uint64
+	faces   atomic.Int64
+	preview *preview.Server
+	buf     []preview.Face
+	labels  []preview.Label
+}
+
+func (o *frameObserver) Observe(a *pipeline.Annotated) {
+	o.frames.Add(1)
+	o.faces.Store(int64(len(a.Faces)))
+	if o.preview == nil || a.Frame == nil {
+		return
+	}
+	var img image.Image = a.Frame.Image
+	if a.Frame.Image == nil {
+		f := a.Frame
+		img = &image.Gray{Pix: f.Luma, Stride: f.Width, Rect: image.Rect(0, 0, f.Width, f.Height)}
+	}
+	o.buf, o.labels = o.buf[:0], o.labels[:0]
+	for _, f := range a.Faces {
+		if !f.Confirmed {
+			continue
+		}
+		start := len(o.labels)
+		for _, l := range f.Labels {
+			o.labels = append(o.labels, preview.Label{Task: l.Task, Name: l.Label, Confidence: float64(l.Confidence)})
+		}
+		o.buf = append(o.buf, preview.Face{
+			X: int(f.Box.X - f.Box.S/2), Y: int(f.Box.Y - f.Box.S/2), Side: int(f.Box.S),
+			TrackID: f.ID, Labels: o.labels[start:len(o.labels):len(o.labels)],
+		})
+	}
+	o.preview.Update(img, o.buf)
+}
+
+// teeSink publishes each window and also shows it on stdout and the preview page.
+type teeSink struct {
+	next    pipeline.Sink
+	stdout  io.Writer
+	preview *preview.Server
+	mu      sync.Mutex
+}
+
+func (t *teeSink) Publish(ctx context.Context, s mqtt.Stats) error {
+	err := t.next.Publish(ctx, s)
+	if t.stdout != nil {
+		t.mu.Lock()
+		json.NewEncoder(t.stdout).Encode(s)
+		t.mu.Unlock()
+	}
+	if t.preview != nil {
+		t.preview.SetStats(s)
+	}
+	return err
+}
+
+// serveHTTP starts the local HTTP server: /healthz, /metrics and, when on,
+// the preview. It listens before returning so a bad address is an error at start.
+func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, prev *preview.Server, obs *frameObserver, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "ok frames=%d\n", obs.frames.Load())
+	})
+	if prev != nil {
+		mux.Handle("/", prev.Handler())
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("EDGE_PREVIEW_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	log.Info("local HTTP server", "addr", ln.Addr().String(), "preview", prev != nil)
+	return srv, nil
+}
+
+// statusLoop tells systemd that edge is ready once frames flow (the models
+// are loaded by then; a broker that is down does not hold readiness back:
+// stats wait on disk), and keeps STATUS= current.
+func statusLoop(ctx context.Context, n *service.Notifier, obs *frameObserver, pub *mqtt.Publisher, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	ready := false
+	last, lastAt := obs.frames.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			frames := obs.frames.Load()
+			if !ready && frames > 0 {
+				if err := n.Ready(); err != nil {
+					log.Warn("sd_notify READY", "err", err)
+				}
+				log.Info("ready: frames are being processed")
+				ready = true
+			}
+			if d := now.Sub(lastAt); d >= 5*time.Second {
+				fps := float64(frames-last) / d.Seconds()
+				broker := "disconnected"
+				if pub.Connected() {
+					broker = "connected"
+				}
+				n.Status(service.StatusText(fps, int(obs.faces.Load()), broker))
+				last, lastAt = frames, now
+			}
+		}
+	}
+}
+
+// diagnosticsLoop publishes fps, drops, source and broker state periodically.
+func diagnosticsLoop(ctx context.Context, every time.Duration, started time.Time, src camera.Source, obs *frameObserver, pub *mqtt.Publisher, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last, lastAt := obs.frames.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			frames := obs.frames.Load()
+			st := src.Stats()
+			d := mqtt.Diagnostics{
+				Time:              now.UTC(),
+				UptimeSeconds:     now.Sub(started).Seconds(),
+				FPS:               float64(frames-last) / now.Sub(lastAt).Seconds(),
+				Frames:            mqtt.Frames{Processed: frames, Corrupt: st.Corrupt},
+				SourceUp:          st.Up,
+				SourceReconnects:  st.Reconnects,
+				SourceDownSeconds: st.Down.Seconds(),
+				Broker:            pub.BrokerState(),
+			}
+			last, lastAt = frames, now
+			if err := pub.PublishDiagnostics(ctx, d); err != nil {
+				log.Debug("diagnostics not published", "err", err)
+			}
+		}
+	}
+}
