@@ -7,15 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edge-sensor/edge/mqtt/mqtttest"
 )
 
 // --- logging ---
@@ -51,115 +49,28 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// --- ports and brokers ---
+// --- ports and brokers (mqtttest runs the real mosquitto) ---
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return mqtttest.FreePort(t) }
 
 func waitListening(t *testing.T, addr string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listening on %s after %v: %v", addr, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	mqtttest.WaitListening(t, addr, timeout)
 }
 
-func mosquittoPath(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("mosquitto is not installed but CI is set: install it (apt-get install -y mosquitto)")
-	}
-	t.Skip("mosquitto is not installed; skipping real-broker test (apt-get install -y mosquitto to run it)")
-	return ""
-}
+func mosquittoPath(t *testing.T) string { return mqtttest.MosquittoPath(t) }
 
-// mosquitto is a Debian mosquitto process on a loopback port, persistence off.
-type mosquitto struct {
-	t      *testing.T
-	bin    string
-	conf   string
-	port   int
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	out    *syncBuffer
-}
+// mosquitto wraps mqtttest.Mosquitto with the lower-case names the tests use.
+type mosquitto struct{ *mqtttest.Mosquitto }
 
 func startMosquitto(t *testing.T, extraConf ...string) *mosquitto {
 	t.Helper()
-	m := &mosquitto{t: t, bin: mosquittoPath(t), port: freePort(t), out: &syncBuffer{}}
-	dir := t.TempDir()
-	m.conf = filepath.Join(dir, "mosquitto.conf")
-	conf := fmt.Sprintf("persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nallow_anonymous true\nlistener %d 127.0.0.1\n", m.port)
-	if os.Geteuid() == 0 {
-		conf = "user root\n" + conf // keep access to the test's temporary files
-	}
-	for _, c := range extraConf {
-		conf += c + "\n"
-	}
-	if err := os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m.start()
-	t.Cleanup(func() {
-		m.kill()
-		if t.Failed() {
-			t.Logf("mosquitto output:\n%s", m.out.String())
-		}
-	})
-	return m
+	return &mosquitto{mqtttest.StartMosquitto(t, extraConf...)}
 }
 
-func (m *mosquitto) addr() string { return "127.0.0.1:" + strconv.Itoa(m.port) }
-func (m *mosquitto) url() string  { return "tcp://" + m.addr() }
-
-func (m *mosquitto) start() {
-	m.t.Helper()
-	m.mu.Lock()
-	cmd := exec.Command(m.bin, "-c", m.conf)
-	cmd.Stdout, cmd.Stderr = m.out, m.out
-	if err := cmd.Start(); err != nil {
-		m.mu.Unlock()
-		m.t.Fatalf("start mosquitto: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	m.cmd, m.exited = cmd, exited
-	m.mu.Unlock()
-	waitListening(m.t, m.addr(), 5*time.Second)
-}
-
-// kill stops the broker abruptly (SIGKILL) and waits for it to exit.
-func (m *mosquitto) kill() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return
-	}
-	_ = m.cmd.Process.Signal(syscall.SIGKILL)
-	<-m.exited
-	m.cmd = nil
-}
+func (m *mosquitto) addr() string { return m.Addr() }
+func (m *mosquitto) url() string  { return m.URL() }
+func (m *mosquitto) start()       { m.Start() }
+func (m *mosquitto) kill()        { m.Kill() }
 
 // --- a TCP proxy that can refuse, cut and stall connections ---
 
