@@ -54,12 +54,12 @@ func TestCommittedModelsOnVal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			exported, _ := m[0].Meta().Training["int8_val_accuracy"].(float64)
+			exported, _ := m[0].Meta().Training["val_accuracy_int8"].(float64)
 			closeM()
 			t.Logf("%s: int8 val accuracy through go-tflite %.4f (n=%d); exporter measured %.4f; issue bar %.2f (gap %+.4f)",
 				task, res.Accuracy, res.N, exported, issueBars[task], res.Accuracy-issueBars[task])
 			if exported == 0 {
-				t.Fatalf("%s has no training.int8_val_accuracy in its metadata", model)
+				t.Fatalf("%s has no training.val_accuracy_int8 in its metadata", model)
 			}
 			// The Go crop (area averaging) and the exporter's PIL resize differ by
 			// rounding only: the deployed path must reproduce the exporter's figure.

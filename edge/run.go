@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,7 +207,21 @@ func pipelineConfig(cfg Config) pipeline.Config {
 	p.Classify.MinFaceSize = float64(max(cfg.MinFace, cfg.ClassifyMinFace))
 	p.Interval = cfg.Interval
 	p.MinGroup = cfg.MinGroup
+	// A file read as fast as it is processed loses nothing: capture waits
+	// for processing instead of dropping frames as it must for a camera.
+	p.Lossless = cfg.FPS == 0 && !isLive(cfg.Source)
 	return p
+}
+
+// isLive reports whether the source is a camera or a stream, whose frames
+// keep coming whether or not edge keeps up.
+func isLive(source string) bool {
+	for _, p := range []string{"/dev/", "http://", "https://", "rtsp://"} {
+		if strings.HasPrefix(source, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // frameObserver counts processed frames (readiness, watchdog, fps) and
