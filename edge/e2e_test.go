@@ -2,9 +2,9 @@ package main
 
 import (
 	"archive/tar"
-	"io"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
