@@ -26,7 +26,7 @@ func plotConfusion(path, title string, labels []string, cm [][]int) error {
 	}
 	width := func(s string) int { return font.MeasureString(basicfont.Face7x13, s).Round() }
 	text(10, 20, title, color.Black)
-	text(left, top+k*cell+40, "predicted →   rows: true class", color.Gray{90})
+	text(left, top+k*cell+40, "columns: predicted class, rows: true class", color.Gray{90})
 	for i := range k {
 		row := 0
 		for j := range k {

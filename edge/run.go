@@ -146,7 +146,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	}
 	var sink pipeline.Sink = pub
 	if cfg.StatsStdout || prev != nil {
-		sink = &teeSink{next: pub, stdout: stdoutIf(cfg.StatsStdout, stdout), preview: prev}
+		sink = &teeSink{pub: pub, stdout: stdoutIf(cfg.StatsStdout, stdout), preview: prev, device: cfg.DeviceID, department: cfg.Department}
 	}
 	pcfg := pipelineConfig(cfg)
 	pl, err := pipeline.New(pcfg, src, models, sink, pipeline.WithObserver(obs), pipeline.WithRegistry(reg), pipeline.WithLogger(log))
@@ -264,14 +264,20 @@ func (o *frameObserver) Observe(a *pipeline.Annotated) {
 
 // teeSink publishes each window and also shows it on stdout and the preview page.
 type teeSink struct {
-	next    pipeline.Sink
-	stdout  io.Writer
-	preview *preview.Server
-	mu      sync.Mutex
+	pub                *mqtt.Publisher
+	stdout             io.Writer
+	preview            *preview.Server
+	device, department string
+	mu                 sync.Mutex
 }
 
 func (t *teeSink) Publish(ctx context.Context, s mqtt.Stats) error {
-	err := t.next.Publish(ctx, s)
+	err := t.pub.Publish(ctx, s)
+	// Show the message as published: the publisher fills these in.
+	s.Schema, s.Device, s.Department = mqtt.SchemaVersion, t.device, t.department
+	if err == nil {
+		s.Window = t.pub.LastWindow()
+	}
 	if t.stdout != nil {
 		t.mu.Lock()
 		json.NewEncoder(t.stdout).Encode(s)
