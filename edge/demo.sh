@@ -18,7 +18,7 @@ export EDGE_MQTT_URL=                                 # empty: the embedded brok
 export EDGE_EMBEDDED_BROKER_ADDR=127.0.0.1:$port
 export EDGE_STATE_DIR=$state
 export EDGE_PREVIEW_ADDR=${EDGE_PREVIEW_ADDR:-127.0.0.1:8080}
-export EDGE_LOG_LEVEL=${EDGE_LOG_LEVEL:-warn}
+export EDGE_LOG_LEVEL=${EDGE_LOG_LEVEL:-error}
 
 echo "edge demo: $EDGE_SOURCE at $EDGE_FPS fps, a stats window every $EDGE_PUBLISH_INTERVAL;"
 echo "preview at http://$EDGE_PREVIEW_ADDR/ while it runs. Stats messages as published:"
@@ -26,6 +26,10 @@ echo "preview at http://$EDGE_PREVIEW_ADDR/ while it runs. Stats messages as pub
 run=$!
 # The subscriber connects as soon as the embedded broker listens, well
 # before the first window closes.
+for _ in $(seq 100); do
+  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+  sleep 0.1
+done
 "$EDGE" subscribe --url "tcp://127.0.0.1:$port" --json &
 sub=$!
 wait $run
