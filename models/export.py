@@ -8,17 +8,20 @@ What it does (see .plan/CONTRACTS.md and ../shared/notes/tflite-2.9-facts.md):
 1. loads the checkpoint written by models/train.py, rebuilds EdgeNet, folds BatchNorm into the
    conv weights and bias and keeps one head;
 2. calibrates per-tensor asymmetric int8 activation ranges on N training images (for every
-   tensor the clip value, max or a percentile, that gives the smallest quantization error);
+   tensor the clip value, max or a high percentile, with the smallest quantization error), then
+   corrects each conv/FC bias for the mean error the int8 rounding adds to its outputs
+   (empirical bias correction on 512 of those images; weights untouched);
 3. writes the flatbuffer with our own schema subset (models/tflite_schema.fbs -> models/tflite_fb):
    input [1,H,W,1] int8 scale 1/255 zp -128; CONV_2D (per-channel symmetric weights, fused RELU,
    int32 bias at input_scale*weight_scale) [+ PAD where torch's padding differs from SAME];
-   MAX_POOL_2D 2x2 (output quant = input quant); global average pool as MEAN over H,W with its own
-   output range (--pool avg: AVERAGE_POOL_2D + RESHAPE, output quant = input quant, which 2.9's
-   XNNPACK does not take for int8); FULLY_CONNECTED with one per-tensor weight scale; SOFTMAX beta 1 with output
-   scale 1/256 zp -128; metadata "edge" = the contract's JSON;
-4. runs every val image through the REAL TFLite C library (ctypes), compares top-1 with the float
-   (BN-folded) torch model, fails (exit 1) below 99% agreement or above 1,000,000 bytes, and writes
-   build/models/<head>_export.json.
+   MAX_POOL_2D 2x2 (output quant = input quant); the global average pool as MEAN over H,W with
+   its own output range (XNNPACK 2.9 takes int8 MEAN, so everything but SOFTMAX runs in one
+   XNNPACK partition; --pool avg writes AVERAGE_POOL_2D + RESHAPE with output quant = input quant,
+   which XNNPACK 2.9 leaves on built-in kernels); FULLY_CONNECTED with one per-tensor weight
+   scale; SOFTMAX beta 1 with output scale 1/256 zp -128; metadata "edge" = the contract's JSON;
+4. runs every val image through the REAL TFLite C library (ctypes) with built-in kernels and
+   with XNNPACK (QS8 flag), compares top-1 with the float (BN-folded) torch model, fails (exit 1)
+   below 99% agreement or above 1,000,000 bytes, and writes build/models/<head>_export.json.
 """
 from __future__ import annotations
 
@@ -446,11 +449,12 @@ def serialize(g: Graph, inputs: list[int], outputs: list[int], description: str,
 
 
 def quantize_conv(w: np.ndarray, bias: np.ndarray, in_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric int8 weights (OIHW -> OHWI) and int32 bias."""
+    """Per-output-channel symmetric int8 weights (scale max|w|/127, OIHW -> OHWI) and int32 bias
+    at in_scale * weight_scale[c]."""
     o = w.shape[0]
-    maxabs = np.abs(w.reshape(o, -1)).max(1).astype(np.float64)
+    scale = np.abs(w.reshape(o, -1)).max(1).astype(np.float64) / 127.0
     # keep every scale positive and big enough that the bias fits comfortably in int32
-    scale = np.maximum(maxabs / 127.0, np.abs(bias) / (in_scale * 2.0**30))
+    scale = np.maximum(scale, np.abs(bias) / (in_scale * 2.0**30))
     scale = np.maximum(scale, 1e-12).astype(np.float32)
     wq = np.clip(np.round(w / scale.reshape(-1, 1, 1, 1)), -127, 127).astype(np.int8)
     bq = np.round(bias / (in_scale * scale.astype(np.float64))).astype(np.int32)
@@ -463,6 +467,86 @@ def quantize_fc(w: np.ndarray, bias: np.ndarray, in_scale: float) -> tuple[np.nd
     wq = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
     bq = np.round(bias / (in_scale * scale)).astype(np.int32)
     return wq, bq, scale
+
+
+def _fq(t: torch.Tensor, q: QParams) -> torch.Tensor:
+    return (torch.clamp(torch.round(t / q.scale) + q.zero_point, -128, 127) - q.zero_point) * q.scale
+
+
+def _dequant_conv(L: Layer, in_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    wq, bq, ws = quantize_conv(L.w, L.b, in_scale)
+    w = torch.from_numpy((wq.transpose(0, 3, 1, 2) * ws.reshape(-1, 1, 1, 1)).astype(np.float32))
+    return w, torch.from_numpy((bq * ws.astype(np.float64) * in_scale).astype(np.float32))
+
+
+def _dequant_fc(L: Layer, in_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    wq, bq, ws = quantize_fc(L.w, L.b, in_scale)
+    return torch.from_numpy((wq * ws).astype(np.float32)), torch.from_numpy((bq * ws * in_scale).astype(np.float32))
+
+
+@torch.no_grad()
+def simulate(model: Folded, cal: Calib, x: np.ndarray, bs: int = 256) -> np.ndarray:
+    """Logits of a float emulation of the int8 graph (int8-rounded weights and biases, every
+    activation rounded to its quantization): within a few LSB of the runtime, and fast."""
+    outs = []
+    for i in range(0, len(x), bs):
+        h = torch.from_numpy(x[i : i + bs]).float().div_(255).unsqueeze(1)
+        s, ci = INPUT_SCALE, 0
+        for L in model.layers:
+            if L.kind == "conv":
+                w, b = _dequant_conv(L, s)
+                h = _fq(F.relu(F.conv2d(h, w, b, stride=L.stride, padding=1)), cal.acts[ci])
+                s, ci = cal.acts[ci].scale, ci + 1
+            elif L.kind == "maxpool":
+                h = F.max_pool2d(h, 2)
+            elif L.kind == "gap":
+                h = _fq(h.mean(dim=(2, 3)), cal.pool)
+                s = cal.pool.scale
+            else:
+                w, b = _dequant_fc(L, s)
+                h = _fq(h @ w.t() + b, cal.logits)
+        outs.append(h.numpy())
+    return np.concatenate(outs)
+
+
+@torch.no_grad()
+def correct_biases(model: Folded, cal: Calib, x: np.ndarray) -> Folded:
+    """Empirical bias correction: layer by layer, shift each conv/FC bias so that the mean
+    pre-activation of every output channel in the int8 emulation (with the corrections made
+    upstream) equals the float model's on x. Removes the systematic part of the weight and
+    activation rounding error; the weights are untouched."""
+    layers = [Layer(L.kind, L.w, None if L.b is None else L.b.copy(), L.stride) for L in model.layers]
+    out = Folded(model.arch, model.head, layers, model.labels)
+    hf = torch.from_numpy(x).float().div_(255).unsqueeze(1)
+    hq = hf.clone()
+    s, ci = INPUT_SCALE, 0
+    for L in layers:
+        if L.kind in ("conv", "fc"):
+            if L.kind == "conv":
+                pf = F.conv2d(hf, torch.from_numpy(L.w), torch.from_numpy(L.b), stride=L.stride, padding=1)
+                w, b = _dequant_conv(L, s)
+                pq = F.conv2d(hq, w, b, stride=L.stride, padding=1)
+                delta = (pq - pf).double().mean(dim=(0, 2, 3)).numpy()
+            else:
+                pf = hf @ torch.from_numpy(L.w).t() + torch.from_numpy(L.b)
+                w, b = _dequant_fc(L, s)
+                pq = hq @ w.t() + b
+                delta = (pq - pf).double().mean(dim=0).numpy()
+            L.b = (L.b - delta).astype(np.float32)
+            b_new = (_dequant_conv if L.kind == "conv" else _dequant_fc)(L, s)[1]
+            shape = (1, -1, 1, 1) if L.kind == "conv" else (1, -1)
+            pq = pq + (b_new - b).view(*shape)
+            if L.kind == "conv":
+                hf, hq = F.relu(pf), _fq(F.relu(pq), cal.acts[ci])
+                s, ci = cal.acts[ci].scale, ci + 1
+            else:
+                hf, hq = pf, pq
+        elif L.kind == "maxpool":
+            hf, hq = F.max_pool2d(hf, 2), F.max_pool2d(hq, 2)
+        elif L.kind == "gap":
+            hf, hq = hf.mean(dim=(2, 3)), _fq(hq.mean(dim=(2, 3)), cal.pool)
+            s = cal.pool.scale
+    return out
 
 
 def build_graph(model: Folded, cal: Calib, pool: str) -> tuple[Graph, int, int]:
@@ -821,9 +905,13 @@ def metadata_json(task: str, labels: list[str], size: int, framing: dict, macs: 
 
 
 def export_model(model: Folded, calib_x: np.ndarray, out: Path, task: str, framing: dict,
-                 dataset_crop: float, training: dict, pool: str = "mean", mode: str = "mse") -> tuple[Graph, Calib, bytes]:
-    """Calibrate and write the .tflite; returns the graph, calibration and metadata-free builder inputs."""
+                 dataset_crop: float, training: dict, pool: str = "mean", mode: str = "mse",
+                 bias_images: int = 512) -> tuple[Graph, Calib, bytes]:
+    """Calibrate (activation ranges from all of calib_x, bias correction on its first
+    bias_images; 0: none) and write the .tflite. Returns the graph, the calibration and the file."""
     cal = calibrate(model, calib_x, pool, mode)
+    if bias_images:
+        model = correct_biases(model, cal, calib_x[:bias_images])
     g, inp, outp = build_graph(model, cal, pool)
     macs = count_macs(model.arch, model.head)
     meta = metadata_json(task, model.labels, model.arch.input_size, framing, macs, dataset_crop, training)
@@ -1006,6 +1094,8 @@ def main() -> int:
     ap.add_argument("--pool", choices=["mean", "avg"], default="mean",
                     help="global average pool as MEAN (default: XNNPACK takes it, own output range) "
                          "or AVERAGE_POOL_2D+RESHAPE")
+    ap.add_argument("--bias-correction", type=int, default=512, metavar="N",
+                    help="correct conv/FC biases for the int8 rounding's mean error on N calibration images (0: off)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", type=Path, help="default build/models/<head>_export.json")
     ap.add_argument("--val-limit", type=int, default=0, help="check only the first N val images (0: all)")
@@ -1042,7 +1132,8 @@ def main() -> int:
     training = {"data": "FER2013 train" if head == "emotion" else f"UTKFace train (central {crop:g})",
                 "epoch": ckpt.get("epoch"), "val_accuracy_float": ckpt.get("val_accuracy"),
                 "checkpoint": str(ckpt_path.name)}
-    g, cal, _ = export_model(model, calib_x, out, head, framing, crop, training, args.pool, args.calib_mode)
+    g, cal, _ = export_model(model, calib_x, out, head, framing, crop, training, args.pool, args.calib_mode,
+                             args.bias_correction)
     print(f"{head}: calibrated on {len(calib_x)} train images in {time.time() - t0:.1f}s; ranges: "
           + ", ".join(f"{q.how}[{q.lo:.3g},{q.hi:.3g}]" for q in cal.acts) + f", logits[{cal.logits.lo:.3g},{cal.logits.hi:.3g}]")
 
@@ -1057,7 +1148,8 @@ def main() -> int:
     training["val_accuracy_int8"] = round(res["int8_accuracy"], 4)
     training["val_accuracy_float_folded"] = round(res["float_accuracy"], 4)
     training["int8_float_agreement"] = round(res["agreement"], 4)
-    training["calibration"] = f"{len(calib_x)} train images, {args.calib_mode}"
+    training["calibration"] = (f"{len(calib_x)} train images, {args.calib_mode} ranges, bias correction on "
+                               f"{min(args.bias_correction, len(calib_x))}")
     meta = metadata_json(head, model.labels, size, framing, count_macs(model.arch, head), crop, training)
     nbytes = rewrite_metadata(g, out, head, meta)
     back = read_model(out)
@@ -1065,6 +1157,7 @@ def main() -> int:
 
     report = {"head": head, "file": str(out), "bytes": nbytes, "macs": count_macs(model.arch, head),
               "pool": args.pool, "calib": len(calib_x), "calib_mode": args.calib_mode,
+              "bias_correction_images": min(args.bias_correction, len(calib_x)),
               "ranges": [{"tensor": f"conv{i}", "how": q.how, "lo": q.lo, "hi": q.hi, "scale": q.scale,
                           "zero_point": q.zero_point} for i, q in enumerate(cal.acts)]
               + [{"tensor": n, "how": q.how, "lo": q.lo, "hi": q.hi, "scale": q.scale, "zero_point": q.zero_point}
