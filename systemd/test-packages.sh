@@ -12,9 +12,9 @@
 #             build/chroot), `edge version` from the installed paths
 #   sandbox   the installed binary under the unit's seccomp rules
 #             (SystemCallFilter, MemoryDenyWriteExecute, RestrictAddressFamilies)
-#   compare   TODO(edge run): `edge run` on camera/testdata/people.tar, amd64
-#             (installed, sandboxed) and arm64 (qemu), must publish the same
-#             aggregates; FAILS until `edge run` works
+#   compare   `edge run` on camera/testdata/people.tar (120 frames), amd64
+#             (installed, under the unit's seccomp rules) and arm64 (qemu),
+#             publishes the same aggregates to a local mosquitto
 #   upgrade   to a rebuilt package with a higher version: an edited
 #             /etc/edge/edge.env is kept, with the same and with a changed
 #             packaged env file
@@ -23,7 +23,8 @@
 # Every step runs; failures are listed at the end and make the exit status 1.
 # Run as root (chroot, mounts). Environment: DIST_DIR, DEB_VERSION, VERSION,
 # BUILD (as dist.mk sets them), STEPS (comma-separated subset, default all),
-# KEEP_ROOT=1 to keep the bookworm root for inspection.
+# KEEP_ROOT=1 to keep the bookworm root for inspection, CHROOT_TAR to keep
+# the cached root elsewhere than build/chroot (e.g. outside a CI clone).
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -35,7 +36,7 @@ DEB_VERSION=${DEB_VERSION:?DEB_VERSION is required}
 STEPS=${STEPS:-contents,qemu,install,sandbox,compare,upgrade,purge}
 work=$BUILD/test-dist
 root=$work/root
-chroot_tar=$BUILD/chroot/bookworm-minbase-amd64.tar.gz
+chroot_tar=${CHROOT_TAR:-$BUILD/chroot/bookworm-minbase-amd64.tar.gz}
 failures=()
 
 log() { printf 'test-packages: %s\n' "$*"; }
@@ -148,15 +149,21 @@ check_contents() {
 	EDGE_BIN=$work/x-amd64/usr/bin/edge EDGE_HELP= "$repo/systemd/test-unit.sh" >/dev/null || fail "test-unit.sh with the packaged binary"
 }
 
+# arm64_sysroot: the arm64 package's files plus Debian's arm64 libraries in
+# $work/sysroot-arm64; `qemu-aarch64 -L` looks up absolute paths (the
+# loader, RUNPATH /usr/lib/edge, /usr/share/edge/models) there first.
+arm64_sysroot() {
+	local s=$work/sysroot-arm64
+	extract arm64 "$s"
+	rm -rf "$s/lib" && ln -s /usr/aarch64-linux-gnu/lib "$s/lib"
+}
+
 check_qemu() {
 	command -v qemu-aarch64 >/dev/null || fail "qemu-aarch64 missing (apt-get install qemu-user)"
 	[[ -e /usr/aarch64-linux-gnu/lib/libc.so.6 && -e /usr/aarch64-linux-gnu/lib/libstdc++.so.6 ]] ||
 		fail "arm64 libraries missing (apt-get install libc6-arm64-cross libstdc++6-arm64-cross)"
-	# The sysroot is the package's files plus Debian's arm64 libraries;
-	# qemu -L looks up absolute paths (the loader, RUNPATH) there first.
 	local s=$work/sysroot-arm64 out
-	extract arm64 "$s"
-	rm -rf "$s/lib" && ln -s /usr/aarch64-linux-gnu/lib "$s/lib"
+	arm64_sysroot
 	out=$(qemu-aarch64 -L "$s" "$s/usr/bin/edge" version 2>&1) || fail "qemu-aarch64 edge version: $out"
 	log "arm64: $out"
 	[[ $out == *"$VERSION"* && $out == *linux/arm64* ]] || fail "arm64 edge version printed '$out', want $VERSION linux/arm64"
@@ -173,6 +180,7 @@ make_root() {
 	if [[ ! -f $chroot_tar ]]; then
 		command -v debootstrap >/dev/null || fail "debootstrap missing (apt-get install debootstrap)"
 		local tmp=$BUILD/chroot/bootstrap start=$SECONDS
+		mkdir -p "$(dirname "$chroot_tar")" "$BUILD/chroot"
 		log "no cached root: debootstrap --variant=minbase bookworm from $(mirror) (takes minutes)"
 		rm -rf "$tmp" && mkdir -p "$tmp"
 		debootstrap --variant=minbase --arch=amd64 bookworm "$tmp" "$(mirror)" >"$BUILD/chroot/debootstrap.log" 2>&1 ||
@@ -232,7 +240,7 @@ check_sandbox() {
 	log "edge version under SystemCallFilter/MemoryDenyWriteExecute/RestrictAddressFamilies: ok"
 }
 
-# TODO(edge run): this step fails until `edge run` works. It expects:
+# compare relies on:
 #   - `edge run` with a finite EDGE_SOURCE (a .tar of JPEGs) processes every
 #     frame (EDGE_FPS=0: as fast as consumed, none dropped), publishes the
 #     window in progress when the source ends, and exits 0;
@@ -243,19 +251,24 @@ check_sandbox() {
 # embedded broker) so that the subscriber is subscribed before edge runs.
 check_compare() {
 	command -v mosquitto >/dev/null || fail "mosquitto missing (make deps-apt)"
-	[[ -x $root/usr/bin/edge && -d $work/sysroot-arm64 ]] || fail "needs the install and qemu steps"
+	[[ -x $root/usr/bin/edge ]] || fail "needs the install step"
+	arm64_sysroot
 	local port=${COMPARE_PORT:-18831} d=$work/compare
 	rm -rf "$d" && mkdir -p "$d/state-amd64" "$d/state-arm64" "$root/tmp/compare-state"
 	cp "$repo/camera/testdata/people.tar" "$root/tmp/people.tar"
 	printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\nlog_type all\n' "$port" >"$d/mosquitto.conf"
-	local bg=()
-	trap 'kill "${bg[@]}" 2>/dev/null || true' EXIT # this step runs in a subshell
-	mosquitto -c "$d/mosquitto.conf" >"$d/mosquitto.log" 2>&1 &
+	# This step runs in a subshell: its EXIT trap stops what it started
+	# (bg is global to the subshell, so it is still set when the trap runs).
+	bg=()
+	trap 'kill "${bg[@]}" 2>/dev/null || true' EXIT
+	stdbuf -oL -eL mosquitto -c "$d/mosquitto.conf" >"$d/mosquitto.log" 2>&1 &
 	bg+=($!)
 	local url=tcp://127.0.0.1:$port
 	local common=(EDGE_MQTT_URL="$url" EDGE_FPS=0 EDGE_PUBLISH_INTERVAL=1h EDGE_MIN_GROUP=1 EDGE_THREADS=1
-		EDGE_TASKS=age,gender,emotion EDGE_DEPARTMENT=compare EDGE_PREVIEW_ADDR= EDGE_LOG_LEVEL=info)
-	in_root /usr/bin/edge subscribe --json --url "$url" >"$d/messages.jsonl" 2>"$d/subscribe.log" &
+		EDGE_TASKS=age,gender,emotion EDGE_DEPARTMENT=compare EDGE_PREVIEW_ADDR= EDGE_HA_DISCOVERY=false EDGE_LOG_LEVEL=info)
+	# A simple command (not the in_root function), so that $! is edge itself.
+	chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin /usr/bin/edge subscribe --json --url "$url" \
+		>"$d/messages.jsonl" 2>"$d/subscribe.log" &
 	bg+=($!)
 	local i
 	for i in $(seq 60); do
@@ -263,19 +276,19 @@ check_compare() {
 		sleep 0.5
 	done
 	grep -q 'Received SUBSCRIBE' "$d/mosquitto.log" ||
-		fail "TODO(edge run): 'edge subscribe --json' did not subscribe within 30s: $(tail -3 "$d/subscribe.log")"
+		fail "'edge subscribe --json' did not subscribe within 30s: $(tail -3 "$d/subscribe.log")"
 
 	local start=$SECONDS
 	env -i PATH=/usr/bin:/bin "${common[@]}" EDGE_SOURCE=/tmp/people.tar EDGE_DEVICE_ID=cmp-amd64 \
 		EDGE_STATE_DIR=/tmp/compare-state timeout 600 \
 		/usr/bin/python3 "$repo/systemd/tests/sandbox.py" --strict --chroot "$root" -- /usr/bin/edge run \
-		>"$d/run-amd64.log" 2>&1 || fail "TODO(edge run): amd64 'edge run' (sandboxed) failed: $(tail -5 "$d/run-amd64.log")"
+		>"$d/run-amd64.log" 2>&1 || fail "amd64 'edge run' (sandboxed) failed: $(tail -5 "$d/run-amd64.log")"
 	log "amd64 edge run: $((SECONDS - start))s"
 	start=$SECONDS
 	env -i PATH=/usr/bin:/bin "${common[@]}" EDGE_SOURCE="$repo/camera/testdata/people.tar" EDGE_DEVICE_ID=cmp-arm64 \
 		EDGE_STATE_DIR="$d/state-arm64" timeout 1800 \
 		qemu-aarch64 -L "$work/sysroot-arm64" "$work/sysroot-arm64/usr/bin/edge" run \
-		>"$d/run-arm64.log" 2>&1 || fail "TODO(edge run): arm64 'edge run' under qemu failed: $(tail -5 "$d/run-arm64.log")"
+		>"$d/run-arm64.log" 2>&1 || fail "arm64 'edge run' under qemu failed: $(tail -5 "$d/run-arm64.log")"
 	log "arm64 edge run (qemu): $((SECONDS - start))s"
 	sleep 2
 
