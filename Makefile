@@ -51,7 +51,7 @@ build: tflite-lib
 # test is the one command CI runs: unit and integration tests (real TFLite
 # runtime, real mosquitto and embedded broker, headless Chromium), the Python
 # exporter tests, a smoke training + export, and the committed models on val.
-test: deps test-go test-py test-smoke
+test: deps test-go test-py test-smoke test-unit
 
 test-go: tflite-lib
 	go vet ./...
@@ -66,7 +66,7 @@ test-smoke: tflite-lib
 	rm -rf $(BUILD)/smoke
 	$(PY) models/train.py --task emotion --trunk small --smoke --out $(BUILD)/smoke
 	$(PY) models/train.py --task agegender --trunk small --smoke --out $(BUILD)/smoke
-	for h in emotion age gender; do $(PY) models/export.py --head $$h --ckpt $(BUILD)/smoke/$$h.pt --out $(BUILD)/smoke/$$h.tflite --calib 256 --smoke || exit 1; done
+	for h in emotion age gender; do $(PY) models/export.py --head $$h --ckpt $(BUILD)/smoke/$$h.pt --out $(BUILD)/smoke/$$h.tflite --calib 256 --val-limit 512 --report $(BUILD)/smoke/$$h.json || exit 1; done
 
 # Training: `make models` trains and exports all three (hours on a 2-core CPU;
 # minutes on a GPU). TRUNK=base is the larger network.
@@ -104,6 +104,9 @@ run: build
 
 bench: build
 	$(BUILD)/bin/edge bench
+
+# Release builds, Debian packages and their tests (make dist, test-unit, test-dist).
+include dist.mk
 
 clean:
 	rm -rf $(BUILD) dist
