@@ -38,7 +38,7 @@ deps-apt:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 APT_PACKAGES := python3-torch python3-torchvision libopenblas0 python3-numpy python3-pil python3-matplotlib \
-	python3-flatbuffers flatbuffers-compiler mosquitto ffmpeg chromium-headless-shell
+	python3-flatbuffers flatbuffers-compiler mosquitto ffmpeg chromium-headless-shell systemd
 
 deps-go:
 	go mod download
