@@ -98,6 +98,7 @@ dist-amd64 dist-arm64: dist-%: dist-deps tflite-lib $(NFPM) dist-check
 # test-unit checks the unit with systemd-analyze and edge.env against the
 # variables that the freshly built edge lists.
 test-unit: build
+	$(call apt-install,systemd)
 	EDGE_BIN=$(BUILD)/bin/edge systemd/test-unit.sh
 
 test-dist-deps:
