@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -825,21 +823,6 @@ def execution_plan(path: Path | str, xnnpack: bool = True, threads: int = 1) -> 
     if not it:
         raise RuntimeError(f"interpreter for {path} failed")
     return plan
-
-
-def capture_stderr(fn):
-    """Run fn() with fd 2 captured (the C library logs delegate decisions there); returns (result, text)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            res = fn()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        return res, tmp.read().decode(errors="replace")
 
 
 # ----------------------------------------------------------------------------- reading models back
