@@ -19,22 +19,7 @@ import (
 // --- logging ---
 
 // syncBuffer is a goroutine-safe log sink dumped when a test fails.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = mqtttest.SyncBuffer
 
 // testLogger logs into a buffer that is printed only if the test fails
 // (logging to t directly would panic in goroutines outliving the test).

@@ -70,7 +70,7 @@ type Mosquitto struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    syncBuffer
+	out    SyncBuffer
 }
 
 // StartMosquitto starts a broker with persistence off and anonymous access;
@@ -145,19 +145,20 @@ func (m *Mosquitto) stop(sig syscall.Signal) {
 	m.cmd = nil
 }
 
-// syncBuffer collects the broker's output from its goroutines.
-type syncBuffer struct {
+// SyncBuffer is a goroutine-safe bytes.Buffer for logs written from
+// several goroutines (the broker's output, a test's slog handler).
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
