@@ -24,7 +24,7 @@ type Config struct {
 	Source          string        `envconfig:"SOURCE" default:"/dev/video0" desc:"camera: /dev/videoN, a directory or .tar(.gz) of images, a video file, or an http:// MJPEG URL"`
 	Size            string        `envconfig:"SIZE" default:"640x480" desc:"capture size WxH requested from the camera"`
 	FPS             int           `envconfig:"FPS" default:"15" desc:"capture frame rate; image sources are paced to it (0: as fast as processed)"`
-	Format          string        `envconfig:"FORMAT" default:"" desc:"V4L2 pixel format: yuyv or mjpeg (empty: pick from what the device offers)"`
+	Format          string        `envconfig:"FORMAT" default:"" desc:"V4L2 pixel format: yuyv, mjpeg or grey (empty: pick from what the device offers)"`
 	Loop            bool          `envconfig:"LOOP" default:"false" desc:"repeat an image or video source forever"`
 	Department      string        `envconfig:"DEPARTMENT" default:"default" desc:"department this sensor counts for (MQTT topic level)"`
 	DeviceID        string        `envconfig:"DEVICE_ID" default:"" desc:"device id (MQTT topic level; empty: the host name)"`
@@ -97,9 +97,9 @@ func (c *Config) validate() error {
 		bad("FPS", "%d: want 0..240", c.FPS)
 	}
 	switch strings.ToLower(c.Format) {
-	case "", "yuyv", "mjpeg":
+	case "", "yuyv", "mjpeg", "grey", "gray":
 	default:
-		bad("FORMAT", "%q: want yuyv, mjpeg or empty", c.Format)
+		bad("FORMAT", "%q: want yuyv, mjpeg, grey or empty", c.Format)
 	}
 	seen := map[string]bool{}
 	for i, t := range c.Tasks {
