@@ -50,8 +50,9 @@ build: tflite-lib
 
 # test is the one command CI runs: unit and integration tests (real TFLite
 # runtime, real mosquitto and embedded broker, headless Chromium), the Python
-# exporter tests, a smoke training + export, and the committed models on val.
-test: deps test-go test-py test-smoke test-unit
+# exporter tests, a smoke training + export, the committed models on val, the
+# systemd unit checks and the camera path on real V4L2 drivers in a VM.
+test: deps test-go test-py test-smoke test-unit test-v4l2
 
 test-go: tflite-lib
 	go vet ./...
@@ -107,6 +108,8 @@ bench: build
 
 # Release builds, Debian packages and their tests (make dist, test-unit, test-dist).
 include dist.mk
+# The camera path against real V4L2 drivers (vivid, v4l2loopback) in a VM.
+include v4l2.mk
 
 clean:
 	rm -rf $(BUILD) dist

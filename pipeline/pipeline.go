@@ -430,12 +430,12 @@ const maxCatchUp = 1000
 func (p *Pipeline) closeDue(ctx context.Context, t time.Time) {
 	if t.Sub(p.agg.End()) > maxCatchUp*p.cfg.Interval {
 		p.log.Warn("frame clock jumped; restarting windows", "from", p.agg.End(), "to", t)
-		p.publish(ctx, p.agg.Close(p.agg.End(), p.counters(p.cfg.Interval)))
+		p.publish(ctx, p.agg.Close(p.agg.End(), p.counters(p.agg.End(), p.cfg.Interval)))
 		p.agg.Reset(t)
 		return
 	}
 	for !t.Before(p.agg.End()) {
-		p.publish(ctx, p.agg.Close(p.agg.End(), p.counters(p.cfg.Interval)))
+		p.publish(ctx, p.agg.Close(p.agg.End(), p.counters(p.agg.End(), p.cfg.Interval)))
 	}
 }
 
@@ -456,21 +456,26 @@ func (p *Pipeline) flush(ctx context.Context, end time.Time) {
 	if p.agg.Empty() && !end.After(p.agg.Start()) {
 		return
 	}
-	p.publish(ctx, p.agg.Close(end, p.counters(max(end.Sub(p.agg.Start()), 0))))
+	p.publish(ctx, p.agg.Close(end, p.counters(end, max(end.Sub(p.agg.Start()), 0))))
 }
 
 // counters takes the capture counters and source down time accrued since the
 // previous window.
-func (p *Pipeline) counters(window time.Duration) Counters {
+func (p *Pipeline) counters(end time.Time, window time.Duration) Counters {
 	d, c := p.dropped.Load(), p.corrupt.Load()
 	out := Counters{Dropped: d - p.prevDrop, Corrupt: c - p.prevCorr}
 	p.prevDrop, p.prevCorr = d, c
 	if s, ok := p.src.(statser); ok {
-		// Down time is sampled when a window closes, which after an outage
-		// can be late (the first frame back closes the windows it missed):
-		// give a window at most its own length and carry the rest over, so
-		// no window claims more down time than it lasted.
-		out.SourceDown = min(max(s.Stats().Down-p.prevDown, 0), window)
+		// Down time is sampled when a window closes, which can be after its
+		// end: while the source is still down, the time since the end belongs
+		// to the next window. A window never gets more than its own length;
+		// the rest carries over.
+		st := s.Stats()
+		pending := max(st.Down-p.prevDown, 0)
+		if !st.Up {
+			pending -= min(max(p.now().Sub(end), 0), pending)
+		}
+		out.SourceDown = min(pending, window)
 		p.prevDown += out.SourceDown
 	}
 	return out

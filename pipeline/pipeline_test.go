@@ -77,7 +77,7 @@ func (s *fakeSource) Next(ctx context.Context) (*camera.Frame, error) {
 	return &s.buf, nil
 }
 
-func (s *fakeSource) Stats() camera.SourceStats { return camera.SourceStats{Down: s.down} }
+func (s *fakeSource) Stats() camera.SourceStats { return camera.SourceStats{Down: s.down, Up: s.n > 0} }
 
 // script says which faces frame i shows.
 type script func(i int) []Box

@@ -30,7 +30,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${V4L2VM_DIR:-$root/build/v4l2vm}
-driver=${EDGE_V4L2_DRIVER:-probe}
+driver=${EDGE_V4L2_DRIVER:-edge}
 sabotage=${EDGE_V4L2_SABOTAGE:-}
 only=${EDGE_V4L2_ONLY:-}
 vm_timeout=${V4L2VM_TIMEOUT:-900}
