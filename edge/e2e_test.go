@@ -269,27 +269,41 @@ func TestRunSurvivesBrokerRestart(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	seen := map[uint64]int{}
+	// Every window must arrive. QoS 1 is at-least-once: a window in flight
+	// when the broker stops can reach a subscriber twice, and subscribers
+	// dedupe on the window id (mqtt/README.md; mqtt.Subscribe does). So a
+	// second copy must be the same window, byte for byte, never a different
+	// window under a reused id or the same window under a new id (which would
+	// show up as more windows than were closed).
+	first := map[uint64]string{}
+	copies := 0
 	var max uint64
 	for _, s := range got {
-		seen[s.Window]++
+		b, _ := json.Marshal(s)
+		if prev, ok := first[s.Window]; ok {
+			copies++
+			if prev != string(b) {
+				t.Errorf("window %d arrived twice with different content:\n%s\n%s", s.Window, prev, b)
+			}
+			continue
+		}
+		first[s.Window] = string(b)
 		if s.Window > max {
 			max = s.Window
 		}
 	}
 	for w := uint64(1); w <= max; w++ {
-		switch seen[w] {
-		case 1:
-		case 0:
+		if _, ok := first[w]; !ok {
 			t.Errorf("window %d never arrived", w)
-		default:
-			t.Errorf("window %d arrived %d times", w, seen[w])
 		}
+	}
+	if copies > 0 {
+		t.Logf("%d QoS 1 redeliveries (same window, same content), removed by the window id", copies)
 	}
 	if max < 6 {
 		t.Errorf("only %d windows for an 8-second run with 1-second windows", max)
 	}
-	t.Logf("%d windows arrived, each once, across a broker restart", max)
+	t.Logf("windows 1..%d all arrived across a broker restart", max)
 }
 
 // extractFrames copies frames first..last of the sample tar into dir.
