@@ -37,6 +37,15 @@ func isImageName(name string) bool {
 // openImageDir reads the images below dir, subfolders included (data sets
 // keep one folder per class), in lexical order of their paths.
 func openImageDir(dir string, o options) (Source, error) {
+	paths, err := imagePaths(dir)
+	if err != nil {
+		return nil, fmt.Errorf("camera: open %q: %w", dir, err)
+	}
+	return openImageFiles(dir, paths, o)
+}
+
+// imagePaths lists the images below dir in lexical order, skipping hidden folders.
+func imagePaths(dir string) ([]string, error) {
 	var paths []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -50,10 +59,30 @@ func openImageDir(dir string, o options) (Source, error) {
 		}
 		return nil
 	})
+	return paths, err
+}
+
+// CountImages counts the images an image source opened on path (a folder,
+// .tar, .tar.gz/.tgz or a single image) would deliver, without decoding
+// them: progress bars need the total up front.
+func CountImages(path string) (int, error) {
+	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("camera: open %q: %w", dir, err)
+		return 0, fmt.Errorf("camera: count %q: %w", path, err)
 	}
-	return openImageFiles(dir, paths, o)
+	lower := strings.ToLower(path)
+	switch {
+	case fi.IsDir():
+		paths, err := imagePaths(path)
+		return len(paths), err
+	case strings.HasSuffix(lower, ".tar"), strings.HasSuffix(lower, ".tar.gz"), strings.HasSuffix(lower, ".tgz"):
+		n := 0
+		err := walkTar(path, !strings.HasSuffix(lower, ".tar"), func(*tar.Header, io.Reader) error { n++; return nil })
+		return n, err
+	case isImageName(path):
+		return 1, nil
+	}
+	return 0, fmt.Errorf("camera: count %q: not an image folder, archive or image", path)
 }
 
 func openImageFiles(name string, paths []string, o options) (Source, error) {

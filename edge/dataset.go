@@ -1,12 +1,7 @@
 package main
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -69,57 +64,4 @@ func (t truth) label(task string) (string, error) {
 		return genderLabels[t.gender], nil
 	}
 	return "", fmt.Errorf("UTKFace names carry no %s label", task)
-}
-
-// countImages counts a data set's image entries, for the progress bar.
-func countImages(p string) (int, error) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	if st.IsDir() {
-		err = filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
-			if err == nil && d.Type().IsRegular() && isImageFile(d.Name()) {
-				n++
-			}
-			return err
-		})
-		return n, err
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(p, ".gz") || strings.HasSuffix(p, ".tgz") {
-		gz, err := gzip.NewReader(f)
-		if err != nil {
-			return 0, err
-		}
-		r = gz
-	}
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		if h.Typeflag == tar.TypeReg && isImageFile(h.Name) {
-			n++
-		}
-	}
-}
-
-func isImageFile(name string) bool {
-	base := path.Base(filepath.ToSlash(name))
-	switch strings.ToLower(path.Ext(base)) {
-	case ".jpg", ".jpeg", ".png":
-		return !strings.HasPrefix(base, ".")
-	}
-	return false
 }

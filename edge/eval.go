@@ -135,7 +135,7 @@ func evaluate(ctx context.Context, f evalFlags, progress func(done, total int)) 
 		models[i] = m
 	}
 	meta := models[0].Meta()
-	total, err := countImages(f.data)
+	total, err := camera.CountImages(f.data)
 	if err != nil {
 		return nil, fmt.Errorf("eval: %s: %w", f.data, err)
 	}
