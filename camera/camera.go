@@ -64,6 +64,7 @@ type SourceStats struct {
 	Reconnects uint64        // times a live source came back after being lost
 	Down       time.Duration // total time a live source was lost, including an outage in progress
 	Up         bool          // the source is delivering (false while lost, after EOF and after Close)
+	BackAt     time.Time     // when a live source last came back from a loss; zero if it never did
 }
 
 // Source delivers frames. Next and Close may be called from different

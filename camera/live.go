@@ -183,6 +183,7 @@ func (k *statsKeeper) setUp(now time.Time) time.Duration {
 		down = now.Sub(k.downSince)
 		k.st.Down += down
 		k.st.Reconnects++
+		k.st.BackAt = now
 		k.downSince = time.Time{}
 	}
 	k.st.Up = !k.closed

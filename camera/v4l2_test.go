@@ -342,6 +342,9 @@ func TestV4L2Reconnect(t *testing.T) {
 	if st.Down < 31*ms || st.Down > outage {
 		t.Fatalf("Down = %v, want between the 31ms of backoff and the %v outage", st.Down, outage)
 	}
+	if st.BackAt.Before(start.Add(st.Down)) || st.BackAt.After(start.Add(outage)) {
+		t.Fatalf("BackAt %v, want within the outage's end: %v after %v", st.BackAt, st.Down, start)
+	}
 	if opens, _ := cam.stats(); opens != 1+7 {
 		t.Fatalf("%d opens, want 8 (first, 6 failed, 1 good)", opens)
 	}

@@ -467,14 +467,19 @@ func (p *Pipeline) counters(end time.Time, window time.Duration) Counters {
 	p.prevDrop, p.prevCorr = d, c
 	if s, ok := p.src.(statser); ok {
 		// Down time is sampled when a window closes, which can be after its
-		// end: while the source is still down, the time since the end belongs
-		// to the next window. A window never gets more than its own length;
-		// the rest carries over.
+		// end: the outage time after the end belongs to the next window,
+		// whether the source is still down or came back since. A window
+		// never gets more than its own length; the rest carries over.
 		st := s.Stats()
 		pending := max(st.Down-p.prevDown, 0)
-		if !st.Up {
-			pending -= min(max(p.now().Sub(end), 0), pending)
+		var after time.Duration
+		switch {
+		case !st.Up:
+			after = p.now().Sub(end)
+		case st.BackAt.After(end):
+			after = st.BackAt.Sub(end)
 		}
+		pending -= min(max(after, 0), pending)
 		out.SourceDown = min(pending, window)
 		p.prevDown += out.SourceDown
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,12 +28,13 @@ type fakeSource struct {
 	n      int
 	step   time.Duration
 	live   bool
-	errAt  map[int]error         // error returned instead of frame i
-	short  map[int]bool          // frame i has a truncated luma plane
-	color  bool                  // attach an image.Gray sharing the luma buffer
-	down   time.Duration         // reported by Stats
-	check  func(i int)           // called before frame i is produced
-	at     map[int]time.Duration // frame i's clock, instead of i*step
+	errAt  map[int]error                         // error returned instead of frame i
+	short  map[int]bool                          // frame i has a truncated luma plane
+	color  bool                                  // attach an image.Gray sharing the luma buffer
+	down   time.Duration                         // reported by Stats
+	stats  func(handed int64) camera.SourceStats // replaces down: Stats once that many frames were handed
+	check  func(i int)                           // called before frame i is produced
+	at     map[int]time.Duration                 // frame i's clock, instead of i*step
 	i      int
 	buf    camera.Frame
 	handed atomic.Int64
@@ -77,7 +79,12 @@ func (s *fakeSource) Next(ctx context.Context) (*camera.Frame, error) {
 	return &s.buf, nil
 }
 
-func (s *fakeSource) Stats() camera.SourceStats { return camera.SourceStats{Down: s.down, Up: s.n > 0} }
+func (s *fakeSource) Stats() camera.SourceStats {
+	if s.stats != nil {
+		return s.stats(s.handed.Load())
+	}
+	return camera.SourceStats{Down: s.down, Up: s.n > 0}
+}
 
 // script says which faces frame i shows.
 type script func(i int) []Box
@@ -233,6 +240,39 @@ func TestPipelineCorruptFrames(t *testing.T) {
 	}
 	if ws[0].SourceDownSeconds != 0.5 {
 		t.Errorf("source down %v s, want 0.5", ws[0].SourceDownSeconds)
+	}
+}
+
+// TestPipelineDownTimeAcrossWindows: an outage from 0.45 s to 1.55 s, seen
+// only when the first frame after it closes the 0-1 s window, is split at
+// the window's end, not charged whole to the window that saw its start.
+func TestPipelineDownTimeAcrossWindows(t *testing.T) {
+	const back = 5 // the first frame after the outage
+	at := map[int]time.Duration{}
+	for i := back; i < 15; i++ {
+		at[i] = 1550*time.Millisecond + time.Duration(i-back)*100*time.Millisecond
+	}
+	sink := &fakeSink{}
+	src := &fakeSource{n: 15, step: 100 * time.Millisecond, at: at}
+	src.stats = func(handed int64) camera.SourceStats {
+		if handed <= back {
+			return camera.SourceStats{Up: true}
+		}
+		return camera.SourceStats{Up: true, Down: 1100 * time.Millisecond, Reconnects: 1, BackAt: t0.Add(at[back])}
+	}
+	p := newTestPipeline(t, testConfig(), src, sink, threePeople, 0)
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ws := sink.windows()
+	want := []float64{0.55, 0.55, 0}
+	if len(ws) != len(want) {
+		t.Fatalf("%d windows, want %d", len(ws), len(want))
+	}
+	for i, w := range ws {
+		if math.Abs(w.SourceDownSeconds-want[i]) > 1e-9 {
+			t.Errorf("window %d (%d frames): %v s down, want %v", i+1, w.Frames.Processed, w.SourceDownSeconds, want[i])
+		}
 	}
 }
 

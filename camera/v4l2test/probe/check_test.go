@@ -55,6 +55,8 @@ func TestCheck(t *testing.T) {
 		{"outage", outage, []string{"-min-down", "2.5", "-max-down", "3", "-no-invented", "-tail-frames", "10"}, true, "down_s=2.7"},
 		{"outage too short", outage, []string{"-min-down", "3"}, false, "want >= 3.0s"},
 		{"frames while down", []string{statsLine(t0, 2, 5, 0, 2, nil)}, []string{"-no-invented"}, false, "while the source was down throughout"},
+		{"frames in the last 5% of up time", []string{statsLine(t0, 2, 2, 0, 1.85, nil)}, []string{"-no-invented", "-fps", "15", "-fps-min", "0"}, true, "down_s=1.9"},
+		{"more frames than the up time holds", []string{statsLine(t0, 2, 4, 0, 1.9, nil)}, []string{"-no-invented", "-fps", "15", "-fps-min", "0"}, false, "while the source was down throughout"},
 		{"down longer than window", []string{statsLine(t0, 2, 5, 0, 2.5, nil)}, nil, false, "2.50s down in a 2.00s window"},
 		{"resume late", steady, []string{"-resume", "6.2"}, false, "resumed 6.2s after"},
 		{"exit wanted", nil, []string{"-stats", "", "-exit", "1", "-want-exit", "nonzero", "-log-has", "offers.*YUYV"}, false, "log lacks"},
