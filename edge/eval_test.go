@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/edge-sensor/edge/tflite"
 )
 
 // sharedData returns ../shared/data, skipping the test where it is absent
@@ -53,6 +55,14 @@ func TestCommittedModelsOnVal(t *testing.T) {
 			m, closeM, err := loadModels(filepath.Join("..", "models"), []string{task}, 1)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The budget: every inference a face needs counts.
+			info, err := tflite.Inspect(model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f := info.MACsPerFace(); f > 60_000_000 || !info.MACsComplete || info.Size > 1_000_000 {
+				t.Errorf("%s: %d multiply-adds per face (complete %t), %d bytes; want at most 60 M and 1 MB", model, f, info.MACsComplete, info.Size)
 			}
 			exported, _ := m[0].Meta().Training["val_accuracy_int8"].(float64)
 			closeM()

@@ -170,7 +170,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		}
 	})
 	wg.Go(func() { statusLoop(loopCtx, notifier, obs, pub, log) })
-	wg.Go(func() { diagnosticsLoop(loopCtx, cfg.DiagInterval, started, src, obs, pub, log) })
+	wg.Go(func() { diagnosticsLoop(loopCtx, cfg.DiagInterval, started, src, pl, pub, log) })
 
 	err = pl.Run(ctx)
 	stopLoops()
@@ -350,28 +350,28 @@ func statusLoop(ctx context.Context, n *service.Notifier, obs *frameObserver, pu
 }
 
 // diagnosticsLoop publishes fps, drops, source and broker state periodically.
-func diagnosticsLoop(ctx context.Context, every time.Duration, started time.Time, src camera.Source, obs *frameObserver, pub *mqtt.Publisher, log *slog.Logger) {
+func diagnosticsLoop(ctx context.Context, every time.Duration, started time.Time, src camera.Source, pl *pipeline.Pipeline, pub *mqtt.Publisher, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last, lastAt := obs.frames.Load(), time.Now()
+	last, lastAt := pl.Frames().Processed, time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			frames := obs.frames.Load()
+			frames := pl.Frames()
 			st := src.Stats()
 			d := mqtt.Diagnostics{
 				Time:              now.UTC(),
 				UptimeSeconds:     now.Sub(started).Seconds(),
-				FPS:               float64(frames-last) / now.Sub(lastAt).Seconds(),
-				Frames:            mqtt.Frames{Processed: frames, Corrupt: st.Corrupt},
+				FPS:               float64(frames.Processed-last) / now.Sub(lastAt).Seconds(),
+				Frames:            frames,
 				SourceUp:          st.Up,
 				SourceReconnects:  st.Reconnects,
 				SourceDownSeconds: st.Down.Seconds(),
 				Broker:            pub.BrokerState(),
 			}
-			last, lastAt = frames, now
+			last, lastAt = frames.Processed, now
 			if err := pub.PublishDiagnostics(ctx, d); err != nil {
 				log.Debug("diagnostics not published", "err", err)
 			}

@@ -872,14 +872,14 @@ def read_model(path: Path | str) -> dict:
 # ----------------------------------------------------------------------------- export
 
 def metadata_json(task: str, labels: list[str], size: int, framing: dict, macs: int,
-                  dataset_crop: float, training: dict) -> bytes:
+                  dataset_crop: float, training: dict, flip_average: bool = False) -> bytes:
     meta = {
         "schema": 1,
         "task": task,
         "labels": labels,
         "input": {"width": size, "height": size, "channels": 1, "color": "gray"},
         "framing": framing,
-        "flip_average": False,
+        "flip_average": flip_average,
         "macs": int(macs),
         "dataset_crop": dataset_crop,
         "training": training,
@@ -1080,6 +1080,9 @@ def main() -> int:
     ap.add_argument("--bias-correction", type=int, default=512, metavar="N",
                     help="correct conv/FC biases for the int8 rounding's mean error on N calibration images (0: off)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--flip-average", action="store_true",
+                    help="callers average the crop's and its mirror image's outputs (two inferences per face); "
+                         "val_accuracy_int8 is measured that way")
     ap.add_argument("--report", type=Path, help="default build/models/<head>_export.json")
     ap.add_argument("--val-limit", type=int, default=0, help="check only the first N val images (0: all)")
     ap.add_argument("--tiny", type=Path, metavar="OUT", help="write the tiny random test model (Go fixture) and exit")
@@ -1122,23 +1125,36 @@ def main() -> int:
 
     t1 = time.time()
     logits = float_forward(model, xva)
-    res = compare(logits, run_tflite(out, xva, args.threads), yva)
+    q = run_tflite(out, xva, args.threads)
+    res = compare(logits, q, yva)
     res_x = compare(logits, run_tflite(out, xva, args.threads, xnnpack=True), yva)
+    int8_accuracy = res["int8_accuracy"]
+    if args.flip_average:
+        # What edge computes: the mean of the crop's and the mirror's probabilities.
+        mirror = np.ascontiguousarray(xva[..., ::-1])
+        q_flip = q.astype(np.int32) + run_tflite(out, mirror, args.threads).astype(np.int32)
+        logits_flip = softmax(logits) + softmax(float_forward(model, mirror))
+        res["flip_average"] = {"int8_accuracy": float((q_flip.argmax(1) == yva).mean()),
+                               "float_accuracy": float((logits_flip.argmax(1) == yva).mean()),
+                               "agreement": float((q_flip.argmax(1) == logits_flip.argmax(1)).mean())}
+        int8_accuracy = res["flip_average"]["int8_accuracy"]
     plan = execution_plan(out, xnnpack=True)
     print(f"{head}: ran {len(xva)} val images through TFLite {tflite_lib().TfLiteVersion().decode()} twice "
           f"(built-in kernels, XNNPACK) in {time.time() - t1:.1f}s; XNNPACK plan: {plan}")
     # Put the measured int8 accuracy into the metadata (numerics unchanged) and rewrite.
-    training["val_accuracy_int8"] = round(res["int8_accuracy"], 4)
+    training["val_accuracy_int8"] = round(int8_accuracy, 4)
     training["val_accuracy_float_folded"] = round(res["float_accuracy"], 4)
     training["int8_float_agreement"] = round(res["agreement"], 4)
     training["calibration"] = (f"{len(calib_x)} train images, {args.calib_mode} ranges, bias correction on "
                                f"{min(args.bias_correction, len(calib_x))}")
-    meta = metadata_json(head, model.labels, size, framing, count_macs(model.arch, head), crop, training)
+    meta = metadata_json(head, model.labels, size, framing, count_macs(model.arch, head), crop, training,
+                         args.flip_average)
     nbytes = rewrite_metadata(g, out, head, meta)
     back = read_model(out)
     assert json.loads(back["metadata"]["edge"]) == json.loads(meta) and back["buffers_aligned"]
 
     report = {"head": head, "file": str(out), "bytes": nbytes, "macs": count_macs(model.arch, head),
+              "macs_per_face": count_macs(model.arch, head) * (2 if args.flip_average else 1),
               "pool": args.pool, "calib": len(calib_x), "calib_mode": args.calib_mode,
               "bias_correction_images": min(args.bias_correction, len(calib_x)),
               "ranges": [{"tensor": f"conv{i}", "how": q.how, "lo": q.lo, "hi": q.hi, "scale": q.scale,
@@ -1155,6 +1171,10 @@ def main() -> int:
           f"agreement {res['agreement']:.4f} (XNNPACK {res_x['agreement']:.4f}), "
           f"float acc {res['float_accuracy']:.4f}, int8 acc {res['int8_accuracy']:.4f} "
           f"(XNNPACK {res_x['int8_accuracy']:.4f}), mean |p_int8 - p_float| {res['prob_mae']:.4f}; report {rep_path}")
+    if args.flip_average:
+        fa = res["flip_average"]
+        print(f"{head}: flip-averaged (2 inferences, {report['macs_per_face']} MACs per face): float acc "
+              f"{fa['float_accuracy']:.4f}, int8 acc {fa['int8_accuracy']:.4f}, agreement {fa['agreement']:.4f}")
     ok = True
     for name, r in (("built-in kernels", res), ("XNNPACK", res_x)):
         if r["agreement"] < MIN_AGREEMENT:

@@ -170,6 +170,7 @@ type Pipeline struct {
 	lastTime  time.Time // frame clock of the latest frame
 	lastWall  time.Time // wall clock when it was processed
 	started   bool      // a frame has been processed
+	processed atomic.Uint64
 	dropped   atomic.Uint64
 	corrupt   atomic.Uint64
 	prevDrop  uint64
@@ -215,6 +216,12 @@ func New(cfg Config, src Source, models []Classifier, sink Sink, opts ...Option)
 		}
 	}
 	return p, nil
+}
+
+// Frames returns the frame counters since Run started; safe to call from
+// any goroutine.
+func (p *Pipeline) Frames() mqtt.Frames {
+	return mqtt.Frames{Processed: p.processed.Load(), Dropped: p.dropped.Load(), Corrupt: p.corrupt.Load()}
 }
 
 // Tasks returns the enabled classification tasks.
@@ -367,6 +374,7 @@ func (p *Pipeline) process(ctx context.Context, f *camera.Frame) {
 		}
 	}
 	p.closeDue(ctx, t)
+	p.processed.Add(1)
 	p.lastTime, p.lastWall = t, time.Now()
 
 	start := time.Now()

@@ -238,6 +238,9 @@ func TestPipelineCorruptFrames(t *testing.T) {
 	if got := ws[0].Frames; got != (mqtt.Frames{Processed: 7, Corrupt: 3}) {
 		t.Errorf("frames %+v, want 7 processed, 3 corrupt", got)
 	}
+	if got := p.Frames(); got != (mqtt.Frames{Processed: 7, Corrupt: 3}) {
+		t.Errorf("Frames() = %+v, want the window's 7 processed, 3 corrupt", got)
+	}
 	if ws[0].SourceDownSeconds != 0.5 {
 		t.Errorf("source down %v s, want 0.5", ws[0].SourceDownSeconds)
 	}
@@ -328,6 +331,9 @@ func TestPipelineDropsOldest(t *testing.T) {
 			}
 			if got.Processed+got.Dropped != n || got.Dropped == 0 {
 				t.Errorf("processed %d + dropped %d, want %d in all with some dropped", got.Processed, got.Dropped, n)
+			}
+			if total := p.Frames(); total != got {
+				t.Errorf("Frames() = %+v, want the windows' sum %+v", total, got)
 			}
 			if maxHeld > int64(buffer)+1 {
 				t.Errorf("up to %d frames held, want at most %d", maxHeld, buffer+1)

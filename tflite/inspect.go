@@ -44,6 +44,15 @@ type Info struct {
 	Problem string `json:"problem,omitempty"`
 }
 
+// MACsPerFace is what classifying one face costs: MACs, twice when the
+// metadata asks for flip averaging.
+func (info Info) MACsPerFace() int64 {
+	if info.Meta != nil && info.Meta.FlipAverage {
+		return 2 * info.MACs
+	}
+	return info.MACs
+}
+
 // TensorInfo describes one tensor.
 type TensorInfo struct {
 	Index int    `json:"index"`
@@ -260,6 +269,9 @@ func (info Info) WriteText(w io.Writer) error {
 		macs += " (metadata says " + group(info.Meta.MACs) + ")"
 	}
 	p("multiply-adds per inference: %s\n", macs)
+	if f := info.MACsPerFace(); f != info.MACs {
+		p("multiply-adds per face: %s (crop and mirror image)\n", group(f))
+	}
 	if info.Problem != "" {
 		p("PROBLEM: %s\n", info.Problem)
 	} else {
