@@ -165,7 +165,7 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 	var detect, crop []time.Duration
 	classify := make([][]time.Duration, len(models))
 	var boxes []pipeline.Box
-	var buf []byte
+	var buf, mirror []byte
 	probs := make([][]float32, len(models))
 	for i, m := range models {
 		probs[i] = make([]float32, len(m.Meta().Labels))
@@ -181,9 +181,17 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 				t0 := time.Now()
 				buf = pipeline.Crop(f.luma, f.w, f.h, b, framingOf(meta), meta.Input.Width, meta.Input.Height, buf)
 				crop = append(crop, time.Since(t0))
+				// Per face, as the labeler does it: a flip-averaging model
+				// also classifies the mirror image.
 				t0 = time.Now()
 				if err := m.Classify(buf, probs[i]); err != nil {
 					return nil, err
+				}
+				if meta.FlipAverage {
+					mirror = pipeline.Mirror(buf, meta.Input.Width, meta.Input.Height, mirror)
+					if err := m.Classify(mirror, probs[i]); err != nil {
+						return nil, err
+					}
 				}
 				classify[i] = append(classify[i], time.Since(t0))
 			}
