@@ -1149,7 +1149,7 @@ def main() -> int:
     # Put the measured int8 accuracy into the metadata (numerics unchanged) and rewrite.
     training["val_accuracy_int8"] = round(int8_accuracy, 4)
     training["val_accuracy_float_folded"] = round(res["float_accuracy"], 4)
-    training["int8_float_agreement"] = round(res["agreement"], 4)
+    training["int8_float_agreement"] = round((res["flip_average"] if args.flip_average else res)["agreement"], 4)
     training["calibration"] = (f"{len(calib_x)} train images, {args.calib_mode} ranges, bias correction on "
                                f"{min(args.bias_correction, len(calib_x))}")
     meta = metadata_json(head, model.labels, size, framing, count_macs(model.arch, head), crop, training,
