@@ -76,7 +76,7 @@ test-smoke: tflite-lib
 # and its mirror image (two inferences); age and gender take 64x64 crops (43 M)
 # once, which measured better than 48x48 twice.
 TRUNK ?= small
-EPOCHS_EMOTION ?= 44
+EPOCHS_EMOTION ?= 32
 EPOCHS_AGEGENDER ?= 28
 AGEGENDER_SIZE ?= 64
 models: model-emotion model-agegender

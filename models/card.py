@@ -17,6 +17,7 @@ SETS = {"emotion": "fer2013", "age": "utkface", "gender": "utkface"}
 THESIS = {"emotion": 0.6755, "age": 0.7381, "gender": 0.9684}
 BARS = {"emotion": 0.70, "age": 0.79, "gender": 0.93}
 NAMES = {"emotion": "emotion (FER2013 val)", "age": "age category (UTKFace val)", "gender": "gender (UTKFace val)"}
+HEADINGS = {"emotion": "Emotion", "age": "Age category", "gender": "Gender"}
 
 
 def evaluate(edge: Path, task: str, model: Path, data: Path, detect: bool) -> dict:
@@ -61,7 +62,7 @@ def main() -> None:
 
     for task in SETS:
         c, d = crop[task], det[task]
-        print(f"\n### {task}\n\n**Per class** (int8 through go-tflite, val, crop-fed):\n")
+        print(f"\n### {HEADINGS[task]}\n\n**Per class** (int8 through go-tflite, val, crop-fed):\n")
         print("| class | n | recall | precision |\n|---|---:|---:|---:|")
         for label in c["labels"]:
             s = c["per_class"][label]
