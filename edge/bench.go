@@ -16,6 +16,7 @@ import (
 	"github.com/edge-sensor/edge/camera"
 	"github.com/edge-sensor/edge/mqtt"
 	"github.com/edge-sensor/edge/pipeline"
+	"github.com/edge-sensor/edge/tflite"
 )
 
 // benchReport is what `edge bench --json` prints.
@@ -165,10 +166,14 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 	var detect, crop []time.Duration
 	classify := make([][]time.Duration, len(models))
 	var boxes []pipeline.Box
-	var buf, mirror []byte
+	var buf []byte
 	probs := make([][]float32, len(models))
+	metas := make([]tflite.Meta, len(models))
+	faces := make([]*pipeline.FaceModel, len(models))
 	for i, m := range models {
-		probs[i] = make([]float32, len(m.Meta().Labels))
+		metas[i] = m.Meta()
+		probs[i] = make([]float32, len(metas[i].Labels))
+		faces[i] = pipeline.NewFaceModel(m)
 	}
 	for _, f := range frames {
 		t0 := time.Now()
@@ -176,22 +181,15 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 		detect = append(detect, time.Since(t0))
 		for _, b := range boxes {
 			rep.Faces++
-			for i, m := range models {
-				meta := m.Meta()
+			for i, meta := range metas {
 				t0 := time.Now()
 				buf = pipeline.Crop(f.luma, f.w, f.h, b, framingOf(meta), meta.Input.Width, meta.Input.Height, buf)
 				crop = append(crop, time.Since(t0))
-				// Per face, as the labeler does it: a flip-averaging model
-				// also classifies the mirror image.
+				// Per face, as the labeler does it (a flip-averaging model
+				// also classifies the mirror image).
 				t0 = time.Now()
-				if err := m.Classify(buf, probs[i]); err != nil {
+				if err := faces[i].ClassifyFace(buf, probs[i]); err != nil {
 					return nil, err
-				}
-				if meta.FlipAverage {
-					mirror = pipeline.Mirror(buf, meta.Input.Width, meta.Input.Height, mirror)
-					if err := m.Classify(mirror, probs[i]); err != nil {
-						return nil, err
-					}
 				}
 				classify[i] = append(classify[i], time.Since(t0))
 			}
@@ -199,8 +197,8 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 	}
 	rep.Stages["detect"] = newStageStats(detect)
 	rep.Stages["crop"] = newStageStats(crop)
-	for i, m := range models {
-		rep.Stages["classify/"+m.Meta().Task] = newStageStats(classify[i])
+	for i, meta := range metas {
+		rep.Stages["classify/"+meta.Task] = newStageStats(classify[i])
 	}
 
 	// End to end: the real pipeline, unpaced, publishing to nowhere.

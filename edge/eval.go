@@ -238,19 +238,17 @@ func feed(ctx context.Context, src camera.Source, f evalFlags, meta tflite.Meta,
 // faceClassifier turns one data set image into a prediction, the way the
 // model was meant to see it.
 type faceClassifier struct {
-	model    *tflite.Model
+	face     *pipeline.FaceModel
 	meta     tflite.Meta
 	detector *pipeline.Detector // nil: the image is the dataset's own face crop
 	boxes    []pipeline.Box
 	crop     []byte
-	mirror   []byte
 	probs    []float32
-	sum      []float32
 }
 
 func newFaceClassifier(m *tflite.Model, detect bool, dcfg pipeline.DetectorConfig) (*faceClassifier, error) {
 	meta := m.Meta()
-	c := &faceClassifier{model: m, meta: meta, probs: make([]float32, len(meta.Labels)), sum: make([]float32, len(meta.Labels))}
+	c := &faceClassifier{face: pipeline.NewFaceModel(m), meta: meta, probs: make([]float32, len(meta.Labels))}
 	if detect {
 		d, err := pipeline.NewDetector(dcfg)
 		if err != nil {
@@ -301,18 +299,8 @@ func (c *faceClassifier) classify(luma []byte, w, h int) int {
 		box := pipeline.Box{X: float64(w) / 2, Y: float64(h) / 2, S: float64(min(w, h))}
 		c.crop = pipeline.Crop(luma, w, h, box, pipeline.Framing{Scale: c.meta.DatasetCrop}, in.Width, in.Height, c.crop)
 	}
-	if err := c.model.Classify(c.crop, c.probs); err != nil {
+	if err := c.face.ClassifyFace(c.crop, c.probs); err != nil {
 		return -1
-	}
-	if c.meta.FlipAverage {
-		copy(c.sum, c.probs)
-		c.mirror = pipeline.Mirror(c.crop, in.Width, in.Height, c.mirror)
-		if err := c.model.Classify(c.mirror, c.probs); err != nil {
-			return -1
-		}
-		for i := range c.probs {
-			c.probs[i] += c.sum[i]
-		}
 	}
 	best := 0
 	for i, p := range c.probs {

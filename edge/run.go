@@ -155,7 +155,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	}
 
 	if cfg.PreviewAddr != "" {
-		srv, err := serveHTTP(ctx, cfg.PreviewAddr, reg, prev, obs, log)
+		srv, err := serveHTTP(ctx, cfg.PreviewAddr, reg, prev, pl, log)
 		if err != nil {
 			return err
 		}
@@ -165,11 +165,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	var wg sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(ctx)
 	wg.Go(func() {
-		if err := notifier.Watch(loopCtx, obs.frames.Load); err != nil {
+		if err := notifier.Watch(loopCtx, func() uint64 { return pl.Frames().Processed }); err != nil {
 			log.Warn("watchdog", "err", err)
 		}
 	})
-	wg.Go(func() { statusLoop(loopCtx, notifier, obs, pub, log) })
+	wg.Go(func() { statusLoop(loopCtx, notifier, pl, obs, pub, log) })
 	wg.Go(func() { diagnosticsLoop(loopCtx, cfg.DiagInterval, started, src, pl, pub, log) })
 
 	err = pl.Run(ctx)
@@ -186,7 +186,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 			log.Warn("stats still queued on disk at exit; they are sent at the next start", "queued", pub.QueueLen(), "err", ferr)
 		}
 		cancel()
-		log.Info("source ended", "frames", obs.frames.Load())
+		log.Info("source ended", "frames", pl.Frames().Processed)
 	}
 	return err
 }
@@ -224,10 +224,9 @@ func isLive(source string) bool {
 	return false
 }
 
-// frameObserver counts processed frames (readiness, watchdog, fps) and
+// frameObserver keeps the faces in view (status line) and
 // hands frames to the preview when it is on. Nothing is copied otherwise.
 type frameObserver struct {
-	frames  atomic.Uint64
 	faces   atomic.Int64
 	preview *preview.Server
 	buf     []preview.Face
@@ -235,7 +234,6 @@ type frameObserver struct {
 }
 
 func (o *frameObserver) Observe(a *pipeline.Annotated) {
-	o.frames.Add(1)
 	o.faces.Store(int64(len(a.Faces)))
 	if o.preview == nil || a.Frame == nil {
 		return
@@ -291,12 +289,12 @@ func (t *teeSink) Publish(ctx context.Context, s mqtt.Stats) error {
 
 // serveHTTP starts the local HTTP server: /healthz, /metrics and, when on,
 // the preview. It listens before returning so a bad address is an error at start.
-func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, prev *preview.Server, obs *frameObserver, log *slog.Logger) (*http.Server, error) {
+func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, prev *preview.Server, pl *pipeline.Pipeline, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "ok frames=%d\n", obs.frames.Load())
+		fmt.Fprintf(w, "ok frames=%d\n", pl.Frames().Processed)
 	})
 	if prev != nil {
 		mux.Handle("/", prev.Handler())
@@ -318,17 +316,17 @@ func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, prev 
 // statusLoop tells systemd that edge is ready once frames flow (the models
 // are loaded by then; a broker that is down does not hold readiness back:
 // stats wait on disk), and keeps STATUS= current.
-func statusLoop(ctx context.Context, n *service.Notifier, obs *frameObserver, pub *mqtt.Publisher, log *slog.Logger) {
+func statusLoop(ctx context.Context, n *service.Notifier, pl *pipeline.Pipeline, obs *frameObserver, pub *mqtt.Publisher, log *slog.Logger) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	ready := false
-	last, lastAt := obs.frames.Load(), time.Now()
+	last, lastAt := pl.Frames().Processed, time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			frames := obs.frames.Load()
+			frames := pl.Frames().Processed
 			if !ready && frames > 0 {
 				if err := n.Ready(); err != nil {
 					log.Warn("sd_notify READY", "err", err)

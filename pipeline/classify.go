@@ -21,6 +21,44 @@ type Classifier interface {
 	Classify(pixels []byte, probs []float32) error
 }
 
+// FaceModel runs a classifier on face crops the way its metadata asks: once,
+// or, for a flip-averaging model, on the crop and its mirror image with the
+// two outputs averaged. It keeps its scratch buffers, so a face costs no
+// allocation. Not safe for concurrent use.
+type FaceModel struct {
+	model  Classifier
+	flip   bool
+	w, h   int
+	mirror []byte
+	second []float32
+}
+
+// NewFaceModel reads m's metadata once; ClassifyFace then takes crops of its
+// input size.
+func NewFaceModel(m Classifier) *FaceModel {
+	meta := m.Meta()
+	return &FaceModel{model: m, flip: meta.FlipAverage, w: meta.Input.Width, h: meta.Input.Height,
+		second: make([]float32, len(meta.Labels))}
+}
+
+// ClassifyFace writes one probability per label for an input-sized crop.
+func (f *FaceModel) ClassifyFace(crop []byte, probs []float32) error {
+	if err := f.model.Classify(crop, probs); err != nil {
+		return err
+	}
+	if !f.flip {
+		return nil
+	}
+	f.mirror = Mirror(crop, f.w, f.h, f.mirror)
+	if err := f.model.Classify(f.mirror, f.second); err != nil {
+		return fmt.Errorf("mirrored: %w", err)
+	}
+	for k := range probs {
+		probs[k] = (probs[k] + f.second[k]) / 2
+	}
+	return nil
+}
+
 // ClassifyConfig is the classification stage's settings.
 type ClassifyConfig struct {
 	// Tasks names the tasks to run ("emotion", "age", "gender"); each needs
@@ -115,9 +153,8 @@ type Task struct {
 	Framing Framing
 	Flip    bool
 
-	model        Classifier
-	crop, mirror []byte
-	probs, flip  []float32
+	face *FaceModel
+	crop []byte
 }
 
 // LabelResult is what one [Labeler.Update] produced. Its slices are reused by
@@ -193,9 +230,7 @@ func NewLabeler(cfg ClassifyConfig, models []Classifier, log *slog.Logger) (*Lab
 			Height:  meta.Input.Height,
 			Framing: Framing(meta.Framing),
 			Flip:    meta.FlipAverage,
-			model:   m,
-			probs:   make([]float32, n),
-			flip:    make([]float32, n),
+			face:    NewFaceModel(m),
 		})
 		l.sample = append(l.sample, make([]float32, n))
 	}
@@ -280,18 +315,8 @@ func (l *Labeler) due(p *Person, b Box) bool {
 func (l *Labeler) classify(p *Person, luma []byte, w, h int, b Box) error {
 	for i, t := range l.tasks {
 		t.crop = Crop(luma, w, h, b, t.Framing, t.Width, t.Height, t.crop)
-		if err := t.model.Classify(t.crop, t.probs); err != nil {
+		if err := t.face.ClassifyFace(t.crop, l.sample[i]); err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
-		}
-		copy(l.sample[i], t.probs)
-		if t.Flip {
-			t.mirror = Mirror(t.crop, t.Width, t.Height, t.mirror)
-			if err := t.model.Classify(t.mirror, t.flip); err != nil {
-				return fmt.Errorf("%s (mirrored): %w", t.Name, err)
-			}
-			for k := range l.sample[i] {
-				l.sample[i][k] = (l.sample[i][k] + t.flip[k]) / 2
-			}
 		}
 		if err := checkProbs(l.sample[i]); err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
