@@ -9,7 +9,8 @@ brightness/contrast, cutout), label smoothing, mildly re-weighted rare classes
 (disgust, 80+), AdamW with a one-cycle schedule, an exponential moving average
 of the weights, early stopping on val, fixed seeds. Every epoch is logged; the
 best checkpoint, a training-curve PNG and a val confusion-matrix PNG are written
-to build/models/.
+to build/models/. `--init CKPT` starts a second one-cycle schedule from a trained
+checkpoint (a warm restart), as `make models` does after the first.
 """
 from __future__ import annotations
 
@@ -189,6 +190,9 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="a few batches on a data subset: checks the code path only")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--time-limit", type=float, default=0, help="stop after this many minutes (0: none)")
+    ap.add_argument("--init", type=Path, help="start from this checkpoint's weights and architecture (a warm restart: "
+                    "a second one-cycle schedule from a trained model)")
+    ap.add_argument("--aug-strength", type=float, default=1.0, help="scale of the geometric augmentation")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -203,7 +207,13 @@ def main() -> None:
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     if args.task == "emotion" and args.input_size != 48:
         ap.error("FER2013 images are 48x48: --input-size applies to agegender only")
-    arch = make_arch(args.task, args.trunk, args.input_size)
+    init = torch.load(args.init, map_location="cpu") if args.init else None
+    if init is not None:
+        arch = Arch.from_dict(init["arch"])
+        if set(arch.heads) != set(HEADS[args.task]):
+            ap.error(f"--init {args.init}: heads {sorted(arch.heads)} are not task {args.task}'s {sorted(HEADS[args.task])}")
+    else:
+        arch = make_arch(args.task, args.trunk, args.input_size)
     heads = list(arch.heads)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -237,6 +247,8 @@ def main() -> None:
         args.epochs = 2
 
     model = EdgeNet(arch).to(dev)
+    if init is not None:
+        model.load_state_dict(init["state"])
     ema = deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -261,7 +273,7 @@ def main() -> None:
         tot_loss, correct, seen = 0.0, {h: 0 for h in heads}, 0
         for i in range(0, len(xtr), args.batch):
             idx = perm[i : i + args.batch]
-            xb = augment(xtr_t[idx].float().div_(255).unsqueeze(1), g).to(dev)
+            xb = augment(xtr_t[idx].float().div_(255).unsqueeze(1), g, args.aug_strength).to(dev)
             out = model(xb)
             loss = sum(soft_ce(out[h], ttr[h][idx].to(dev), None if weights[h] is None else weights[h].to(dev)) for h in heads)
             opt.zero_grad(set_to_none=True)
@@ -300,7 +312,8 @@ def main() -> None:
         if all(epoch - best_epoch[h] >= args.patience for h in heads):
             print(f"early stop: no val gain for {args.patience} epochs", flush=True)
             break
-        if args.time_limit and (time.time() - t_start) / 60 > args.time_limit * (epoch + 1) / epoch:
+        # stop before an epoch that would end past the limit, judged by the mean epoch so far
+        if args.time_limit and (time.time() - t_start) / 60 * (epoch + 1) / epoch > args.time_limit:
             print("stopping: time limit", flush=True)
             break
     print(json.dumps({"best": best, "best_epoch": best_epoch}), flush=True)
