@@ -360,3 +360,26 @@ func TestLabelerRealModel(t *testing.T) {
 		t.Fatalf("latency %v, want one positive sample", r.Latency)
 	}
 }
+
+// TestFaceModelNoAllocations holds FaceModel to its promise: classifying a
+// face, mirrored pass included, allocates nothing once it has run.
+func TestFaceModelNoAllocations(t *testing.T) {
+	for _, flip := range []bool{false, true} {
+		m := newFake("gender", genderLabels)
+		m.meta.FlipAverage = flip
+		f := NewFaceModel(m)
+		crop := make([]byte, m.meta.Input.Width*m.meta.Input.Height)
+		probs := make([]float32, len(genderLabels))
+		if err := f.ClassifyFace(crop, probs); err != nil {
+			t.Fatalf("flip %v: %v", flip, err)
+		}
+		allocs := testing.AllocsPerRun(100, func() {
+			if err := f.ClassifyFace(crop, probs); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("flip %v: %.1f allocations per face, want 0", flip, allocs)
+		}
+	}
+}
