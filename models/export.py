@@ -922,12 +922,12 @@ def load_framing(path: Path, head: str) -> dict:
         return dict(DEFAULT_FRAMING)
 
 
-def load_head_data(head: str, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+def load_head_data(head: str, split: str, size: int, crop: float) -> tuple[np.ndarray, np.ndarray]:
     import data
 
     if head == "emotion":
         return data.load_fer(split)
-    x, age, gender, _ = data.load_utk(split, size)
+    x, age, gender, _ = data.load_utk(split, size, crop)
     if head == "age":
         return x, np.array([data.age_bin(int(a)) for a in age])
     return x, np.asarray(gender)
@@ -1108,15 +1108,16 @@ def main() -> int:
     size = model.arch.input_size
     t0 = time.time()
 
-    xtr, _ = load_head_data(head, "train", size)
+    # UTKFace models record the central fraction of the aligned crops they were trained on.
+    crop = 1.0 if head == "emotion" else float(ckpt.get("crop", data.UTK_CROP))
+    xtr, _ = load_head_data(head, "train", size, crop)
     rng = np.random.default_rng(1)
     calib_x = xtr[rng.permutation(len(xtr))[: args.calib]]
-    xva, yva = load_head_data(head, "val", size)
+    xva, yva = load_head_data(head, "val", size, crop)
     if args.val_limit:
         xva, yva = xva[: args.val_limit], yva[: args.val_limit]
 
     framing = load_framing(args.framing, head)
-    crop = 1.0 if head == "emotion" else float(data.UTK_CROP)
     training = {"data": "FER2013 train" if head == "emotion" else f"UTKFace train (central {crop:g})",
                 "epoch": ckpt.get("epoch"), "val_accuracy_float": ckpt.get("val_accuracy"),
                 "checkpoint": str(ckpt_path.name)}

@@ -174,6 +174,40 @@ def confusion(y: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
     return cm
 
 
+def teacher_targets(paths: list[Path], task: str, heads: list[str], ytr: dict[str, np.ndarray], rows: np.ndarray,
+                    temp: float, dev: str) -> dict[str, torch.Tensor]:
+    """Soft targets per head from trained teachers (offline distillation): each
+    teacher's mirror-averaged, temperature-softened prediction on the un-augmented
+    training images (those at `rows`), averaged over the teachers saved for that
+    head. The labels of the images the teacher sees are checked against the
+    student's, so data in another order fails loudly."""
+    soft: dict[str, list[torch.Tensor]] = {}
+    for p in paths:
+        ck = torch.load(p, map_location="cpu")
+        arch, head = Arch.from_dict(ck["arch"]), ck["head"]
+        if head not in heads:
+            raise SystemExit(f"--teacher {p}: saved for head {head!r}, not one of {heads}")
+        if task == "emotion":
+            x, y = data.load_fer("train")
+        else:
+            x, a, g, _ = data.load_utk("train", arch.input_size, ck.get("crop", data.UTK_CROP))
+            y = g if head == "gender" else np.array([data.age_bin(int(v)) for v in a])
+        x, y = x[rows], y[rows]
+        if not np.array_equal(y, ytr[head]):
+            raise SystemExit(f"--teacher {p}: its training images are not in the student's order")
+        model = EdgeNet(arch).to(dev)
+        model.load_state_dict(ck["state"])
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), 512):
+                xb = torch.from_numpy(x[i : i + 512]).float().div_(255).unsqueeze(1).to(dev)
+                z = (model(xb)[head] + model(xb.flip(3))[head]) / 2
+                out.append(F.softmax(z / temp, 1).cpu())
+        soft.setdefault(head, []).append(torch.cat(out))
+    return {h: torch.stack(v).mean(0) for h, v in soft.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=sorted(HEADS), required=True)
@@ -192,7 +226,14 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=0, help="stop after this many minutes (0: none)")
     ap.add_argument("--init", type=Path, help="start from this checkpoint's weights and architecture (a warm restart: "
                     "a second one-cycle schedule from a trained model)")
+    ap.add_argument("--crop", type=float, help="UTKFace only: the central fraction of its 200x200 aligned crops the "
+                    "model sees (default: the --init checkpoint's, else %g)" % data.UTK_CROP)
     ap.add_argument("--aug-strength", type=float, default=1.0, help="scale of the geometric augmentation")
+    ap.add_argument("--teacher", type=Path, action="append", default=[],
+                    help="distil from this trained checkpoint (repeatable): its mirror-averaged predictions on the "
+                    "training images are mixed into the targets of the head it was saved for")
+    ap.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the teacher's predictions in the targets")
+    ap.add_argument("--kd-temp", type=float, default=2.0, help="temperature that softens the teacher's predictions")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -215,6 +256,9 @@ def main() -> None:
     else:
         arch = make_arch(args.task, args.trunk, args.input_size)
     heads = list(arch.heads)
+    if args.task == "emotion" and args.crop not in (None, 1.0):
+        ap.error("--crop applies to agegender only: FER2013's crops are used whole")
+    crop = 1.0 if args.task == "emotion" else args.crop or (init or {}).get("crop", data.UTK_CROP)
     args.out.mkdir(parents=True, exist_ok=True)
 
     if args.task == "emotion":
@@ -226,8 +270,8 @@ def main() -> None:
         weights = {"emotion": class_weights(ytr, k, 0.3)}
         labels = {"emotion": data.EMOTIONS}
     else:
-        xtr, atr, gtr, _ = data.load_utk("train", arch.input_size)
-        xva, ava, gva, _ = data.load_utk("val", arch.input_size)
+        xtr, atr, gtr, _ = data.load_utk("train", arch.input_size, crop)
+        xva, ava, gva, _ = data.load_utk("val", arch.input_size, crop)
         ka, kg = len(data.AGE_BINS), len(data.GENDERS)
         abin = np.array([data.age_bin(int(a)) for a in atr])
         ta = torch.from_numpy(soft_age_targets(atr))
@@ -238,6 +282,7 @@ def main() -> None:
         labels = {"age": data.AGE_BINS, "gender": data.GENDERS}
     ytr_hard = {h: ttr[h].argmax(1).numpy() for h in heads}
 
+    sel = np.arange(len(xtr))
     if args.smoke:
         sel = np.random.permutation(len(xtr))[: args.batch * 3]
         xtr = xtr[sel]
@@ -245,6 +290,11 @@ def main() -> None:
         ytr_hard = {h: y[sel] for h, y in ytr_hard.items()}
         xva, yval = xva[:256], {h: y[:256] for h, y in yval.items()}
         args.epochs = 2
+    for h, soft in teacher_targets(args.teacher, args.task, heads, ytr_hard, sel, args.kd_temp, dev).items():
+        ttr[h] = ttr[h] * (1 - args.kd_alpha) + soft * args.kd_alpha
+        agree = float((soft.argmax(1).numpy() == ytr_hard[h]).mean())
+        print(f"distilling {h} from {len(args.teacher)} teacher(s), alpha {args.kd_alpha}, T {args.kd_temp}: "
+              f"teacher top-1 agrees with the training labels on {agree:.4f}", flush=True)
 
     model = EdgeNet(arch).to(dev)
     if init is not None:
@@ -260,7 +310,7 @@ def main() -> None:
     xtr_t = torch.from_numpy(xtr)
     macs = {h: count_macs(arch, h) for h in heads}
     print(f"task={args.task} device={dev} threads={torch.get_num_threads()} train={len(xtr)} val={len(xva)} "
-          f"macs={macs} params={sum(p.numel() for p in model.parameters())}", flush=True)
+          f"crop={crop:g} macs={macs} params={sum(p.numel() for p in model.parameters())}", flush=True)
 
     hist: list[dict] = []
     best = {h: -1.0 for h in heads}
@@ -300,7 +350,7 @@ def main() -> None:
             if acc > best[h]:
                 best[h], best_epoch[h] = acc, epoch
                 torch.save({"arch": arch.to_dict(), "state": ema.state_dict(), "head": h, "epoch": epoch,
-                            "val_accuracy": acc, "labels": labels[h], "macs": macs[h]},
+                            "val_accuracy": acc, "labels": labels[h], "macs": macs[h], "crop": crop},
                            args.out / f"{h}.pt")
                 cm = confusion(yval[h], probs[h].argmax(1), len(labels[h]))
                 plot_confusion(cm, labels[h], f"{h}: float val accuracy {acc:.4f} (epoch {epoch})",
