@@ -1118,7 +1118,8 @@ def main() -> int:
         xva, yva = xva[: args.val_limit], yva[: args.val_limit]
 
     framing = load_framing(args.framing, head)
-    training = {"data": "FER2013 train" if head == "emotion" else f"UTKFace train (central {crop:g})",
+    utk = "whole aligned crops" if crop == 1 else f"central {crop:g} of the aligned crops"
+    training = {"data": "FER2013 train" if head == "emotion" else f"UTKFace train ({utk})",
                 "epoch": ckpt.get("epoch"), "val_accuracy_float": ckpt.get("val_accuracy"),
                 "checkpoint": str(ckpt_path.name)}
     g, cal, _ = export_model(model, calib_x, out, head, framing, crop, training, args.pool, args.calib_mode,
