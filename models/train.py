@@ -114,13 +114,20 @@ def smooth(y: torch.Tensor, k: int, eps: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: EdgeNet, x: np.ndarray, dev: str, bs: int = 512) -> dict[str, np.ndarray]:
+def predict(model: EdgeNet, x: np.ndarray, dev: str, bs: int = 512, mirror: bool = False,
+            temp: float = 1.0) -> dict[str, np.ndarray]:
+    """Softmax probabilities per head; with mirror, of the logits averaged over the image
+    and its mirror image; temp > 1 softens them (distillation targets)."""
     model.eval()
     outs: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(x), bs):
         xb = torch.from_numpy(x[i : i + bs]).float().div_(255).unsqueeze(1).to(dev)
-        for k, v in model(xb).items():
-            outs.setdefault(k, []).append(F.softmax(v, 1).cpu().numpy())
+        z = model(xb)
+        if mirror:
+            zm = model(xb.flip(3))
+            z = {k: (v + zm[k]) / 2 for k, v in z.items()}
+        for k, v in z.items():
+            outs.setdefault(k, []).append(F.softmax(v / temp, 1).cpu().numpy())
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
@@ -182,29 +189,26 @@ def teacher_targets(paths: list[Path], task: str, heads: list[str], ytr: dict[st
     head. The labels of the images the teacher sees are checked against the
     student's, so data in another order fails loudly."""
     soft: dict[str, list[torch.Tensor]] = {}
+    images: dict[tuple[int, float], tuple[np.ndarray, dict[str, np.ndarray]]] = {}  # teachers sharing a framing
     for p in paths:
         ck = torch.load(p, map_location="cpu")
         arch, head = Arch.from_dict(ck["arch"]), ck["head"]
         if head not in heads:
             raise SystemExit(f"--teacher {p}: saved for head {head!r}, not one of {heads}")
-        if task == "emotion":
-            x, y = data.load_fer("train")
-        else:
-            x, a, g, _ = data.load_utk("train", arch.input_size, ck.get("crop", data.UTK_CROP))
-            y = g if head == "gender" else np.array([data.age_bin(int(v)) for v in a])
-        x, y = x[rows], y[rows]
-        if not np.array_equal(y, ytr[head]):
+        key = (arch.input_size, ck.get("crop", 1.0 if task == "emotion" else data.UTK_CROP))
+        if key not in images:
+            if task == "emotion":
+                x, y = data.load_fer("train")
+                images[key] = x[rows], {"emotion": y[rows]}
+            else:
+                x, a, g, _ = data.load_utk("train", *key)
+                images[key] = x[rows], {"gender": g[rows], "age": np.array([data.age_bin(int(v)) for v in a[rows]])}
+        x, y = images[key]
+        if not np.array_equal(y[head], ytr[head]):
             raise SystemExit(f"--teacher {p}: its training images are not in the student's order")
         model = EdgeNet(arch).to(dev)
         model.load_state_dict(ck["state"])
-        model.eval()
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(x), 512):
-                xb = torch.from_numpy(x[i : i + 512]).float().div_(255).unsqueeze(1).to(dev)
-                z = (model(xb)[head] + model(xb.flip(3))[head]) / 2
-                out.append(F.softmax(z / temp, 1).cpu())
-        soft.setdefault(head, []).append(torch.cat(out))
+        soft.setdefault(head, []).append(torch.from_numpy(predict(model, x, dev, mirror=True, temp=temp)[head]))
     return {h: torch.stack(v).mean(0) for h, v in soft.items()}
 
 
@@ -293,8 +297,8 @@ def main() -> None:
     for h, soft in teacher_targets(args.teacher, args.task, heads, ytr_hard, sel, args.kd_temp, dev).items():
         ttr[h] = ttr[h] * (1 - args.kd_alpha) + soft * args.kd_alpha
         agree = float((soft.argmax(1).numpy() == ytr_hard[h]).mean())
-        print(f"distilling {h} from {len(args.teacher)} teacher(s), alpha {args.kd_alpha}, T {args.kd_temp}: "
-              f"teacher top-1 agrees with the training labels on {agree:.4f}", flush=True)
+        print(f"distilling {h} from the teachers saved for it, alpha {args.kd_alpha}, T {args.kd_temp}: "
+              f"their top-1 agrees with the training labels on {agree:.4f}", flush=True)
 
     model = EdgeNet(arch).to(dev)
     if init is not None:
