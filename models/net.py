@@ -90,3 +90,78 @@ def count_params(arch: Arch, head: str | None = None) -> int:
     heads = arch.heads if head is None else {head: arch.heads[head]}
     n += sum(m.heads[h].weight.numel() + m.heads[h].bias.numel() for h in heads)
     return n
+
+
+def conv_layers(arch: Arch) -> list[list[int]]:
+    """Indices into EdgeNet.features of each stage's ConvBNReLU blocks."""
+    out, i = [], 0
+    for si, (_, n) in enumerate(arch.stages):
+        out.append(list(range(i, i + n)))
+        i += n + (1 if si < len(arch.stages) - 1 else 0)
+    return out
+
+
+def load_deepened(model: EdgeNet, old: Arch, state: dict[str, torch.Tensor]) -> list[nn.Module]:
+    """Loads a trained network into `model`, whose trunk has the same stage widths
+    and at least as many convs per stage (Net2Net deepening). Each stage's first
+    convs take the trained weights; the added ones, which follow them, are
+    returned for the caller to start as identity maps (init_identity)."""
+    new = model.arch
+    if [c for c, _ in old.stages] != [c for c, _ in new.stages] or any(
+        n_new < n_old for (_, n_old), (_, n_new) in zip(old.stages, new.stages)
+    ):
+        raise ValueError(f"cannot deepen stages {old.stages} into {new.stages}: widths must match, depths not shrink")
+    remap = {}
+    for old_idx, new_idx in zip(conv_layers(old), conv_layers(new)):
+        remap.update({f"features.{o}.": f"features.{n}." for o, n in zip(old_idx, new_idx)})
+    mapped = {}
+    for k, v in state.items():
+        prefix = next((p for p in remap if k.startswith(p)), None)
+        mapped[remap[prefix] + k[len(prefix):] if prefix else k] = v
+    missing, unexpected = model.load_state_dict(mapped, strict=False)
+    if unexpected:
+        raise ValueError(f"checkpoint keys not in the deepened network: {unexpected}")
+    added_idx = [n for old_idx, new_idx in zip(conv_layers(old), conv_layers(new)) for n in new_idx[len(old_idx):]]
+    stray = [k for k in missing if not any(k.startswith(f"features.{n}.") for n in added_idx)]
+    if stray:
+        raise ValueError(f"weights missing from the checkpoint: {stray}")
+    added = [model.features[n] for n in added_idx]
+    return added
+
+
+@torch.no_grad()
+def init_identity(model: EdgeNet, blocks: list[nn.Module], x: torch.Tensor) -> None:
+    """Starts added ConvBNReLU blocks as identity maps of their (non-negative,
+    post-ReLU) input: the conv copies channel i to channel i and the BatchNorm,
+    given the input's per-channel statistics on `x` (N x 1 x H x W images), undoes
+    its own normalisation, in eval mode exactly and in training mode up to the
+    batch's deviation from them. The statistics are those of training mode (the
+    trunk's BatchNorms normalising by batch), where training resumes; every
+    running statistic is left as it was."""
+    was_training = model.training
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches" in k}
+    model.train()
+    # one block at a time, in order, so each sees the output of the ones already set before it
+    set_stats = []
+    for b in blocks:
+        conv, bn = b[0], b[1]
+        conv.weight.zero_()
+        for i in range(conv.out_channels):
+            conv.weight[i, i, 1, 1] = 1.0
+        seen: list[torch.Tensor] = []
+
+        def record(_m: nn.Module, inp: tuple[torch.Tensor], _out: torch.Tensor) -> None:
+            seen.append(inp[0])
+
+        hook = conv.register_forward_hook(record)
+        model(x)
+        hook.remove()
+        mean, var = seen[0].mean((0, 2, 3)), seen[0].var((0, 2, 3), unbiased=False)
+        bn.weight.copy_((var + bn.eps).sqrt())
+        bn.bias.copy_(mean)
+        set_stats.append((bn, mean, var))
+    model.load_state_dict(buffers, strict=False)
+    for bn, mean, var in set_stats:
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+    model.train(was_training)

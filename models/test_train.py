@@ -19,6 +19,7 @@ sys.path.insert(0, str(HERE))
 
 import data  # noqa: E402
 import train  # noqa: E402
+import net  # noqa: E402
 from net import Arch, EdgeNet  # noqa: E402
 
 torch.set_num_threads(1)
@@ -68,3 +69,55 @@ class TeacherTargetsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DeepenTest(unittest.TestCase):
+    """A trained network grown by added convs (train.py --init with a deeper --trunk)
+    must start computing what it computed before."""
+
+    def setUp(self) -> None:
+        torch.manual_seed(0)
+        self.old = Arch(input_size=16, stages=[(4, 1), (8, 1)], heads={"emotion": 7})
+        self.trained = EdgeNet(self.old)
+        # trained-looking BatchNorms: running statistics and affine parameters away from their defaults
+        self.trained.train()
+        with torch.no_grad():
+            for _ in range(20):
+                self.trained(torch.rand(32, 1, 16, 16))
+            for m in self.trained.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+        self.x = torch.rand(64, 1, 16, 16)
+
+    def grown(self, stages: list[tuple[int, int]]) -> tuple[EdgeNet, list[torch.nn.Module]]:
+        new = Arch(input_size=16, stages=stages, heads={"emotion": 7})
+        model = EdgeNet(new)
+        added = net.load_deepened(model, self.old, self.trained.state_dict())
+        net.init_identity(model, added, self.x)
+        return model, added
+
+    def test_identity_in_eval_and_train_mode(self) -> None:
+        model, added = self.grown([(4, 2), (8, 3)])
+        self.assertEqual(len(added), 3)
+        model.eval()
+        self.trained.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(self.x)["emotion"], self.trained(self.x)["emotion"], atol=1e-5, rtol=1e-5)
+            # training mode, on the batch the statistics came from: the added BatchNorms undo their own normalisation
+            model.train()
+            self.trained.train()
+            model.dropout.p = self.trained.dropout.p = 0.0
+            torch.testing.assert_close(model(self.x)["emotion"], self.trained(self.x)["emotion"], atol=1e-4, rtol=1e-4)
+
+    def test_running_statistics_of_the_trained_layers_are_kept(self) -> None:
+        model, _ = self.grown([(4, 1), (8, 2)])
+        old = self.trained.state_dict()
+        self.assertTrue(torch.equal(model.state_dict()["features.0.1.running_mean"], old["features.0.1.running_mean"]))
+        self.assertTrue(torch.equal(model.state_dict()["features.2.1.running_var"], old["features.2.1.running_var"]))
+
+    def test_rejects_other_widths_or_fewer_convs(self) -> None:
+        for stages in ([(4, 1), (16, 1)], [(4, 1)], [(4, 1), (8, 0)]):
+            with self.subTest(stages=stages), self.assertRaises(ValueError):
+                net.load_deepened(EdgeNet(Arch(input_size=16, stages=stages, heads={"emotion": 7})), self.old,
+                                  self.trained.state_dict())

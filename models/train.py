@@ -10,7 +10,9 @@ brightness/contrast, cutout), label smoothing, mildly re-weighted rare classes
 of the weights, early stopping on val, fixed seeds. Every epoch is logged; the
 best checkpoint, a training-curve PNG and a val confusion-matrix PNG are written
 to build/models/. `--init CKPT` starts a second one-cycle schedule from a trained
-checkpoint (a warm restart), as `make models` does after the first.
+checkpoint (a warm restart), as `make models` does after the first; with another
+`--input-size` the trained weights go on at that resolution, and with a deeper
+`--trunk` the added convs start as identity maps (Net2Net deepening).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import data
-from net import Arch, EdgeNet, count_macs
+from net import Arch, EdgeNet, count_macs, init_identity, load_deepened
 
 OUT = data.ROOT / "build" / "models"
 
@@ -36,6 +38,9 @@ OUT = data.ROOT / "build" / "models"
 TRUNKS = {
     "base": [(32, 1), (48, 2), (96, 2), (192, 2)],
     "small": [(16, 1), (32, 2), (64, 2), (128, 2)],
+    # small with a third conv at the lowest resolution (29.5 M at 48x48: twice, flip-averaged, within
+    # 60 M); grown from a trained small network with --init, the added conv starting as an identity map
+    "small-deep": [(16, 1), (32, 2), (64, 2), (128, 3)],
 }
 HEADS = {"emotion": {"emotion": 7}, "agegender": {"age": 5, "gender": 2}}
 
@@ -215,8 +220,10 @@ def teacher_targets(paths: list[Path], task: str, heads: list[str], ytr: dict[st
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=sorted(HEADS), required=True)
-    ap.add_argument("--trunk", choices=sorted(TRUNKS), default="base")
-    ap.add_argument("--input-size", type=int, default=48, help="square input side (UTKFace only: FER2013 is 48x48)")
+    ap.add_argument("--trunk", choices=sorted(TRUNKS), help="network (default: the --init checkpoint's, else base); "
+                    "with --init, a trunk with the same widths and more convs per stage deepens the trained one")
+    ap.add_argument("--input-size", type=int, help="square input side (UTKFace only: FER2013 is 48x48; default: the "
+                    "--init checkpoint's, else 48); the trained weights of --init carry over to any size")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -228,8 +235,10 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="a few batches on a data subset: checks the code path only")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--time-limit", type=float, default=0, help="stop after this many minutes (0: none)")
-    ap.add_argument("--init", type=Path, help="start from this checkpoint's weights and architecture (a warm restart: "
-                    "a second one-cycle schedule from a trained model)")
+    ap.add_argument("--stop-epoch", type=int, default=0, help="end after this epoch of the --epochs schedule, before it "
+                    "anneals (0: run it whole); a later --init stage anneals from the best checkpoint")
+    ap.add_argument("--init", type=Path, help="start from this checkpoint's weights (a warm restart: a second one-cycle "
+                    "schedule from a trained model)")
     ap.add_argument("--crop", type=float, help="UTKFace only: the central fraction of its 200x200 aligned crops the "
                     "model sees (default: the --init checkpoint's, else %g)" % data.UTK_CROP)
     ap.add_argument("--aug-strength", type=float, default=1.0, help="scale of the geometric augmentation")
@@ -250,16 +259,25 @@ def main() -> None:
 
         torch.set_num_threads(os.cpu_count() or 1)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.task == "emotion" and args.input_size != 48:
+    if args.input_size is not None and args.input_size < 16:
+        ap.error(f"--input-size {args.input_size}: at least 16 (the trunk pools three times)")
+    if args.task == "emotion" and args.input_size not in (None, 48):
         ap.error("FER2013 images are 48x48: --input-size applies to agegender only")
     init = torch.load(args.init, map_location="cpu") if args.init else None
     if init is not None:
+        init_arch = Arch.from_dict(init["arch"])
+        if set(init_arch.heads) != set(HEADS[args.task]):
+            ap.error(f"--init {args.init}: heads {sorted(init_arch.heads)} are not task {args.task}'s {sorted(HEADS[args.task])}")
         arch = Arch.from_dict(init["arch"])
-        if set(arch.heads) != set(HEADS[args.task]):
-            ap.error(f"--init {args.init}: heads {sorted(arch.heads)} are not task {args.task}'s {sorted(HEADS[args.task])}")
+        if args.trunk:
+            arch.stages = TRUNKS[args.trunk]
+        if args.input_size:
+            arch.input_size = args.input_size
     else:
-        arch = make_arch(args.task, args.trunk, args.input_size)
+        arch = make_arch(args.task, args.trunk or "base", args.input_size or 48)
     heads = list(arch.heads)
+    if args.crop is not None and not 0 < args.crop <= 1:
+        ap.error(f"--crop {args.crop}: a fraction of the aligned crop, in (0, 1]")
     if args.task == "emotion" and args.crop not in (None, 1.0):
         ap.error("--crop applies to agegender only: FER2013's crops are used whole")
     crop = 1.0 if args.task == "emotion" else args.crop or (init or {}).get("crop", data.UTK_CROP)
@@ -300,9 +318,17 @@ def main() -> None:
         print(f"distilling {h} from the teachers saved for it, alpha {args.kd_alpha}, T {args.kd_temp}: "
               f"their top-1 agrees with the training labels on {agree:.4f}", flush=True)
 
-    model = EdgeNet(arch).to(dev)
+    model = EdgeNet(arch)
     if init is not None:
-        model.load_state_dict(init["state"])
+        try:
+            added = load_deepened(model, init_arch, init["state"])
+        except ValueError as e:
+            ap.error(f"--init {args.init} --trunk {args.trunk}: {e}")
+        if added:
+            # identity maps of the trained trunk's features on un-augmented training images
+            init_identity(model, added, torch.from_numpy(xtr[:2048]).float().div_(255).unsqueeze(1))
+            print(f"deepened {init_arch.stages} -> {arch.stages}: {len(added)} added conv(s) start as identity maps", flush=True)
+    model = model.to(dev)
     ema = deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -365,6 +391,9 @@ def main() -> None:
         plot_curves(hist, args.out / f"{args.task}_curve.png", heads)
         if all(epoch - best_epoch[h] >= args.patience for h in heads):
             print(f"early stop: no val gain for {args.patience} epochs", flush=True)
+            break
+        if epoch == args.stop_epoch:
+            print(f"stopping after epoch {epoch} of {args.epochs} (--stop-epoch)", flush=True)
             break
         # stop before an epoch that would end past the limit, judged by the mean epoch so far
         if args.time_limit and (time.time() - t_start) / 60 * (epoch + 1) / epoch > args.time_limit:
