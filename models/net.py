@@ -125,8 +125,7 @@ def load_deepened(model: EdgeNet, old: Arch, state: dict[str, torch.Tensor]) -> 
     stray = [k for k in missing if not any(k.startswith(f"features.{n}.") for n in added_idx)]
     if stray:
         raise ValueError(f"weights missing from the checkpoint: {stray}")
-    added = [model.features[n] for n in added_idx]
-    return added
+    return [model.features[n] for n in added_idx]
 
 
 @torch.no_grad()
@@ -136,11 +135,16 @@ def init_identity(model: EdgeNet, blocks: list[nn.Module], x: torch.Tensor) -> N
     given the input's per-channel statistics on `x` (N x 1 x H x W images), undoes
     its own normalisation, in eval mode exactly and in training mode up to the
     batch's deviation from them. The statistics are those of training mode (the
-    trunk's BatchNorms normalising by batch), where training resumes; every
-    running statistic is left as it was."""
+    trunk's BatchNorms normalising by batch), where training resumes; the trunk's
+    running statistics are left as they were."""
     was_training = model.training
     buffers = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches" in k}
     model.train()
+    seen: dict[nn.Module, torch.Tensor] = {}
+
+    def record(conv: nn.Module, inp: tuple[torch.Tensor], _out: torch.Tensor) -> None:
+        seen[conv] = inp[0]
+
     # one block at a time, in order, so each sees the output of the ones already set before it
     set_stats = []
     for b in blocks:
@@ -148,15 +152,10 @@ def init_identity(model: EdgeNet, blocks: list[nn.Module], x: torch.Tensor) -> N
         conv.weight.zero_()
         for i in range(conv.out_channels):
             conv.weight[i, i, 1, 1] = 1.0
-        seen: list[torch.Tensor] = []
-
-        def record(_m: nn.Module, inp: tuple[torch.Tensor], _out: torch.Tensor) -> None:
-            seen.append(inp[0])
-
         hook = conv.register_forward_hook(record)
         model(x)
         hook.remove()
-        mean, var = seen[0].mean((0, 2, 3)), seen[0].var((0, 2, 3), unbiased=False)
+        mean, var = seen[conv].mean((0, 2, 3)), seen[conv].var((0, 2, 3), unbiased=False)
         bn.weight.copy_((var + bn.eps).sqrt())
         bn.bias.copy_(mean)
         set_stats.append((bn, mean, var))
