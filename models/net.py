@@ -111,9 +111,8 @@ def load_deepened(model: EdgeNet, old: Arch, state: dict[str, torch.Tensor]) -> 
         n_new < n_old for (_, n_old), (_, n_new) in zip(old.stages, new.stages)
     ):
         raise ValueError(f"cannot deepen stages {old.stages} into {new.stages}: widths must match, depths not shrink")
-    remap = {}
-    for old_idx, new_idx in zip(conv_layers(old), conv_layers(new)):
-        remap.update({f"features.{o}.": f"features.{n}." for o, n in zip(old_idx, new_idx)})
+    pairs = list(zip(conv_layers(old), conv_layers(new)))
+    remap = {f"features.{o}.": f"features.{n}." for old_idx, new_idx in pairs for o, n in zip(old_idx, new_idx)}
     mapped = {}
     for k, v in state.items():
         prefix = next((p for p in remap if k.startswith(p)), None)
@@ -121,7 +120,7 @@ def load_deepened(model: EdgeNet, old: Arch, state: dict[str, torch.Tensor]) -> 
     missing, unexpected = model.load_state_dict(mapped, strict=False)
     if unexpected:
         raise ValueError(f"checkpoint keys not in the deepened network: {unexpected}")
-    added_idx = [n for old_idx, new_idx in zip(conv_layers(old), conv_layers(new)) for n in new_idx[len(old_idx):]]
+    added_idx = [n for old_idx, new_idx in pairs for n in new_idx[len(old_idx):]]
     stray = [k for k in missing if not any(k.startswith(f"features.{n}.") for n in added_idx)]
     if stray:
         raise ValueError(f"weights missing from the checkpoint: {stray}")

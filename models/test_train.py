@@ -67,9 +67,6 @@ class TeacherTargetsTest(unittest.TestCase):
             train.teacher_targets([self.ckpt], "agegender", ["age", "gender"], {}, np.arange(4), 1.0, "cpu")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class DeepenTest(unittest.TestCase):
     """A trained network grown by added convs (train.py --init with a deeper --trunk)
@@ -121,3 +118,7 @@ class DeepenTest(unittest.TestCase):
             with self.subTest(stages=stages), self.assertRaises(ValueError):
                 net.load_deepened(EdgeNet(Arch(input_size=16, stages=stages, heads={"emotion": 7})), self.old,
                                   self.trained.state_dict())
+
+
+if __name__ == "__main__":
+    unittest.main()
