@@ -1122,6 +1122,10 @@ def main() -> int:
     training = {"data": "FER2013 train" if head == "emotion" else f"UTKFace train ({utk})",
                 "epoch": ckpt.get("epoch"), "val_accuracy_float": ckpt.get("val_accuracy"),
                 "checkpoint": str(ckpt_path.name)}
+    if ckpt.get("qat"):
+        # train.py --qat judged its checkpoint by the int8 simulation, not the float model
+        training["val_accuracy_int8_simulated"] = training.pop("val_accuracy_float")
+        training["quantization_aware_fine_tuning"] = True
     g, cal, _ = export_model(model, calib_x, out, head, framing, crop, training, args.pool, args.calib_mode,
                              args.bias_correction)
     print(f"{head}: calibrated on {len(calib_x)} train images in {time.time() - t0:.1f}s; ranges: "

@@ -12,7 +12,8 @@ best checkpoint, a training-curve PNG and a val confusion-matrix PNG are written
 to build/models/. `--init CKPT` starts a second one-cycle schedule from a trained
 checkpoint (a warm restart), as `make models` does after the first; with another
 `--input-size` the trained weights go on at that resolution, and with a deeper
-`--trunk` the added convs start as identity maps (Net2Net deepening).
+`--trunk` the added convs start as identity maps (Net2Net deepening). `--init CKPT
+--qat` fine-tunes a trained model as its int8 export computes it (qat.py).
 """
 from __future__ import annotations
 
@@ -247,6 +248,16 @@ def main() -> None:
                     "training images are mixed into the targets of the head it was saved for")
     ap.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the teacher's predictions in the targets")
     ap.add_argument("--kd-temp", type=float, default=2.0, help="temperature that softens the teacher's predictions")
+    ap.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning of the --init model: BatchNorm "
+                    "folded, weights and activations rounded to int8 as export.py writes them (activation ranges "
+                    "recalibrated every epoch); val accuracy is then the int8 simulation's")
+    ap.add_argument("--flip-average", action="store_true", help="the model will be used flip-averaged (export.py "
+                    "--flip-average): judge val accuracy, early stopping and the checkpoint kept by the mean of each "
+                    "image's and its mirror image's prediction")
+    ap.add_argument("--qat-consistency", type=float, default=0.0, metavar="W", help="--qat: add W times the "
+                    "cross-entropy of the int8 path's prediction against the float path's (same weights, same image)")
+    ap.add_argument("--calib", type=int, default=2000, help="--qat: training images for the activation ranges "
+                    "(export.py's default, and the same images)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -281,6 +292,10 @@ def main() -> None:
     if args.task == "emotion" and args.crop not in (None, 1.0):
         ap.error("--crop applies to agegender only: FER2013's crops are used whole")
     crop = 1.0 if args.task == "emotion" else args.crop or (init or {}).get("crop", data.UTK_CROP)
+    if args.qat_consistency and not args.qat:
+        ap.error("--qat-consistency applies to --qat only")
+    if args.qat and (init is None or arch != init_arch):
+        ap.error("--qat fine-tunes the --init model as it is: no other --trunk or --input-size")
     args.out.mkdir(parents=True, exist_ok=True)
 
     if args.task == "emotion":
@@ -328,6 +343,14 @@ def main() -> None:
             # identity maps of the trained trunk's features on un-augmented training images
             init_identity(model, added, torch.from_numpy(xtr[:2048]).float().div_(255).unsqueeze(1))
             print(f"deepened {init_arch.stages} -> {arch.stages}: {len(added)} added conv(s) start as identity maps", flush=True)
+    calib_x = None
+    xva_mirror = np.ascontiguousarray(xva[..., ::-1]) if args.flip_average else None
+    if args.qat:
+        from qat import QuantNet
+
+        model = QuantNet(model)
+        # export.py's calibration images: the same permutation of the training set
+        calib_x = xtr[np.random.default_rng(1).permutation(len(xtr))[: args.calib]]
     model = model.to(dev)
     ema = deepcopy(model).eval()
     for p in ema.parameters():
@@ -342,13 +365,21 @@ def main() -> None:
     print(f"task={args.task} device={dev} threads={torch.get_num_threads()} train={len(xtr)} val={len(xva)} "
           f"crop={crop:g} macs={macs} params={sum(p.numel() for p in model.parameters())}", flush=True)
 
+    # what the val accuracy logged, early-stopped on and stored in the checkpoint is of
+    measure = ("int8 simulation" if args.qat else "float") + (", flip-averaged" if args.flip_average else "")
     hist: list[dict] = []
     best = {h: -1.0 for h in heads}
     best_epoch = {h: 0 for h in heads}
     t_start = time.time()
     for epoch in range(1, args.epochs + 1):
-        model.train()
         t0 = time.time()
+        if args.qat:
+            # ranges as the export would set them for the weights evaluated and saved (the average)
+            cal = ema.calibrate(calib_x)
+            model.copy_ranges(ema)
+            print("qat ranges: " + ", ".join(f"{q.how}[{q.lo:.3g},{q.hi:.3g}]" for q in cal.acts)
+                  + f", logits[{cal.logits.lo:.3g},{cal.logits.hi:.3g}]", flush=True)
+        model.train()
         perm = torch.randperm(len(xtr), generator=g)
         tot_loss, correct, seen = 0.0, {h: 0 for h in heads}, 0
         for i in range(0, len(xtr), args.batch):
@@ -356,6 +387,12 @@ def main() -> None:
             xb = augment(xtr_t[idx].float().div_(255).unsqueeze(1), g, args.aug_strength).to(dev)
             out = model(xb)
             loss = sum(soft_ce(out[h], ttr[h][idx].to(dev), None if weights[h] is None else weights[h].to(dev)) for h in heads)
+            if args.qat_consistency:
+                # pull the int8 path's prediction towards the same weights' float one, which the
+                # export's agreement check compares it with
+                with torch.no_grad():
+                    ref = model(xb, quantize=False)
+                loss = loss + args.qat_consistency * sum(soft_ce(out[h], F.softmax(ref[h], 1), None) for h in heads)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -371,6 +408,8 @@ def main() -> None:
             for h in heads:
                 correct[h] += (out[h].argmax(1).cpu().numpy() == ytr_hard[h][idx.numpy()]).sum()
         probs = predict(ema, xva, dev)
+        if args.flip_average:  # as edge computes it: the mean of the two probability vectors
+            probs = {h: (p + q) / 2 for (h, p), q in zip(probs.items(), predict(ema, xva_mirror, dev).values())}
         rec = {"epoch": epoch, "train_loss": tot_loss / seen, "seconds": round(time.time() - t0, 1),
                "lr": sched.get_last_lr()[0]}
         for h in heads:
@@ -379,11 +418,11 @@ def main() -> None:
             rec[f"train_{h}"] = correct[h] / seen
             if acc > best[h]:
                 best[h], best_epoch[h] = acc, epoch
-                torch.save({"arch": arch.to_dict(), "state": ema.state_dict(), "head": h, "epoch": epoch,
-                            "val_accuracy": acc, "labels": labels[h], "macs": macs[h], "crop": crop},
-                           args.out / f"{h}.pt")
+                torch.save({"arch": arch.to_dict(), "state": ema.edge_state() if args.qat else ema.state_dict(),
+                            "head": h, "epoch": epoch, "val_accuracy": acc, "labels": labels[h], "macs": macs[h],
+                            "crop": crop, "qat": args.qat, "val_measure": measure}, args.out / f"{h}.pt")
                 cm = confusion(yval[h], probs[h].argmax(1), len(labels[h]))
-                plot_confusion(cm, labels[h], f"{h}: float val accuracy {acc:.4f} (epoch {epoch})",
+                plot_confusion(cm, labels[h], f"{h}: val accuracy {acc:.4f} ({measure}, epoch {epoch})",
                                args.out / f"{h}_confusion.png")
         hist.append(rec)
         print(json.dumps(rec), flush=True)
