@@ -256,8 +256,8 @@ def main() -> None:
                     "image's and its mirror image's prediction")
     ap.add_argument("--qat-consistency", type=float, default=0.0, metavar="W", help="--qat: add W times the "
                     "cross-entropy of the int8 path's prediction against the float path's (same weights, same image)")
-    ap.add_argument("--calib", type=int, default=2000, help="--qat: training images for the activation ranges "
-                    "(export.py's default, and the same images)")
+    ap.add_argument("--calib", type=int, help="--qat: training images for the activation ranges (default 2000: "
+                    "export.py's default, and the same images)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -292,9 +292,13 @@ def main() -> None:
     if args.task == "emotion" and args.crop not in (None, 1.0):
         ap.error("--crop applies to agegender only: FER2013's crops are used whole")
     crop = 1.0 if args.task == "emotion" else args.crop or (init or {}).get("crop", data.UTK_CROP)
-    if args.qat_consistency and not args.qat:
-        ap.error("--qat-consistency applies to --qat only")
-    if args.qat and (init is None or arch != init_arch):
+    if (args.qat_consistency or args.calib is not None) and not args.qat:
+        ap.error("--qat-consistency and --calib apply to --qat only")
+    if args.calib is not None and args.calib < 1:
+        ap.error(f"--calib {args.calib}: at least one image")
+    if args.qat and init is None:
+        ap.error("--qat fine-tunes a trained model: give it with --init")
+    if args.qat and arch != init_arch:
         ap.error("--qat fine-tunes the --init model as it is: no other --trunk or --input-size")
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -350,7 +354,7 @@ def main() -> None:
 
         model = QuantNet(model)
         # export.py's calibration images: the same permutation of the training set
-        calib_x = xtr[np.random.default_rng(1).permutation(len(xtr))[: args.calib]]
+        calib_x = xtr[np.random.default_rng(1).permutation(len(xtr))[: args.calib or 2000]]
     model = model.to(dev)
     ema = deepcopy(model).eval()
     for p in ema.parameters():
