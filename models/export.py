@@ -73,6 +73,7 @@ from net import Arch, EdgeNet, count_macs  # noqa: E402
 TFLITE_LIB = ROOT / "build" / "tflite" / "linux_amd64" / "libtensorflowlite_c.so"
 MAX_BYTES = 1_000_000
 MIN_AGREEMENT = 0.99
+CALIB_IMAGES = 2000  # training images for the activation ranges
 INPUT_SCALE, INPUT_ZP = 1.0 / 255.0, -128
 SOFTMAX_SCALE, SOFTMAX_ZP = 1.0 / 256.0, -128
 DEFAULT_FRAMING = {"scale": 1.0, "offset_x": 0.0, "offset_y": 0.0}
@@ -889,6 +890,12 @@ def metadata_json(task: str, labels: list[str], size: int, framing: dict, macs: 
     return json.dumps(meta, separators=(",", ":")).encode()
 
 
+def calibration_images(x: np.ndarray, n: int = CALIB_IMAGES) -> np.ndarray:
+    """The n training images the activation ranges come from: a fixed random draw, the same
+    for the export and for quantization-aware training (qat.py) of the same data."""
+    return x[np.random.default_rng(1).permutation(len(x))[:n]]
+
+
 def export_model(model: Folded, calib_x: np.ndarray, out: Path, task: str, framing: dict,
                  dataset_crop: float, training: dict, pool: str = "mean", mode: str = "mse",
                  bias_images: int = 512) -> tuple[Graph, Calib, bytes]:
@@ -1074,7 +1081,7 @@ def main() -> int:
     ap.add_argument("--ckpt", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--framing", type=Path, default=HERE / "framing.json")
-    ap.add_argument("--calib", type=int, default=2000, help="training images for activation ranges")
+    ap.add_argument("--calib", type=int, default=CALIB_IMAGES, help="training images for activation ranges")
     ap.add_argument("--calib-mode", choices=["mse", "minmax"], default="mse")
     ap.add_argument("--pool", choices=["mean", "avg"], default="mean",
                     help="global average pool as MEAN (default: XNNPACK takes it, own output range) "
@@ -1111,8 +1118,7 @@ def main() -> int:
     # UTKFace models record the central fraction of the aligned crops they were trained on.
     crop = 1.0 if head == "emotion" else float(ckpt.get("crop", data.UTK_CROP))
     xtr, _ = load_head_data(head, "train", size, crop)
-    rng = np.random.default_rng(1)
-    calib_x = xtr[rng.permutation(len(xtr))[: args.calib]]
+    calib_x = calibration_images(xtr, args.calib)
     xva, yva = load_head_data(head, "val", size, crop)
     if args.val_limit:
         xva, yva = xva[: args.val_limit], yva[: args.val_limit]

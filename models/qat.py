@@ -11,6 +11,8 @@ every other tool read it unchanged.
 """
 from __future__ import annotations
 
+from copy import deepcopy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -59,8 +61,7 @@ class QuantNet(nn.Module):
         convs = [L for L in folded.layers if L.kind == "conv"]
         self.w = nn.ParameterList([nn.Parameter(torch.from_numpy(L.w).clone()) for L in convs])
         self.b = nn.ParameterList([nn.Parameter(torch.from_numpy(L.b).clone()) for L in convs])
-        self.heads = nn.ModuleDict({h: nn.Linear(m.in_features, m.out_features) for h, m in model.heads.items()})
-        self.heads.load_state_dict(model.heads.state_dict())
+        self.heads = deepcopy(model.heads)
         self.dropout = nn.Dropout(self.arch.dropout)
         n = len(convs)
         # activation quantization (scale, zero point): refreshed by calibrate(), copied with buffers

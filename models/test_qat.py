@@ -38,14 +38,21 @@ def quant_net(arch: Arch, seed: int) -> tuple[dict, QuantNet, np.ndarray, np.nda
     return ckpt, q, calib, x
 
 
+def calibrated_outputs(arch: Arch, seed: int,
+                       quantize: bool = True) -> tuple[dict, QuantNet, np.ndarray, np.ndarray, dict]:
+    """quant_net calibrated on its calibration images, and its outputs on x in eval mode."""
+    ckpt, q, calib, x = quant_net(arch, seed)
+    q.calibrate(calib)
+    with torch.no_grad():
+        out = q(torch.from_numpy(x).float().div(255).unsqueeze(1), quantize=quantize)
+    return ckpt, q, calib, x, out
+
+
 class QuantNetTest(unittest.TestCase):
     def test_matches_the_int8_emulation(self) -> None:
         for i, (name, arch) in enumerate(ARCHS.items()):
             with self.subTest(arch=name):
-                ckpt, q, calib, x = quant_net(arch, i)
-                q.calibrate(calib)
-                with torch.no_grad():
-                    out = q(torch.from_numpy(x).float().div(255).unsqueeze(1))
+                ckpt, q, calib, x, out = calibrated_outputs(arch, i)
                 for h in arch.heads:
                     folded = E.fold(ckpt, h)
                     want = E.simulate(folded, E.calibrate(folded, calib, "mean"), x)
@@ -74,10 +81,7 @@ class QuantNetTest(unittest.TestCase):
     def test_float_path_is_the_exported_float_model(self) -> None:
         for i, (name, arch) in enumerate(ARCHS.items()):
             with self.subTest(arch=name):
-                ckpt, q, calib, x = quant_net(arch, i)
-                q.calibrate(calib)
-                with torch.no_grad():
-                    out = q(torch.from_numpy(x).float().div(255).unsqueeze(1), quantize=False)
+                ckpt, _, _, x, out = calibrated_outputs(arch, i, quantize=False)
                 for h in arch.heads:
                     np.testing.assert_allclose(out[h].numpy(), E.float_forward(E.fold(ckpt, h), x), atol=1e-4)
 

@@ -256,8 +256,8 @@ def main() -> None:
                     "image's and its mirror image's prediction")
     ap.add_argument("--qat-consistency", type=float, default=0.0, metavar="W", help="--qat: add W times the "
                     "cross-entropy of the int8 path's prediction against the float path's (same weights, same image)")
-    ap.add_argument("--calib", type=int, help="--qat: training images for the activation ranges (default 2000: "
-                    "export.py's default, and the same images)")
+    ap.add_argument("--calib", type=int, help="--qat: training images for the activation ranges (default: "
+                    "export.py's, and the same images)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -350,11 +350,11 @@ def main() -> None:
     calib_x = None
     xva_mirror = np.ascontiguousarray(xva[..., ::-1]) if args.flip_average else None
     if args.qat:
+        from export import CALIB_IMAGES, calibration_images
         from qat import QuantNet
 
         model = QuantNet(model)
-        # export.py's calibration images: the same permutation of the training set
-        calib_x = xtr[np.random.default_rng(1).permutation(len(xtr))[: args.calib or 2000]]
+        calib_x = calibration_images(xtr, args.calib or CALIB_IMAGES)
     model = model.to(dev)
     ema = deepcopy(model).eval()
     for p in ema.parameters():
