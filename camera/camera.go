@@ -39,22 +39,47 @@ type Frame struct {
 // Clone returns a deep copy of f's Luma (and of Image when it is one of the
 // types sources produce) that stays valid after the Source moves on.
 func (f *Frame) Clone() *Frame {
-	c := *f
-	c.Luma = append([]byte(nil), f.Luma...)
+	c := new(Frame)
+	f.CopyTo(c)
+	return c
+}
+
+// CopyTo makes dst a copy of f like Clone does, reusing dst's buffers (its
+// Luma, and its Image when that has the same type as f's) so that copying a
+// stream of same-sized frames allocates nothing once the buffers have grown.
+// Whatever dst held is overwritten.
+func (f *Frame) CopyTo(dst *Frame) {
+	luma, prev := dst.Luma, dst.Image
+	*dst = *f
+	dst.Luma = append(luma[:0], f.Luma...)
 	switch im := f.Image.(type) {
 	case *image.YCbCr:
-		cp := *im
-		cp.Y = append([]byte(nil), im.Y...)
-		cp.Cb = append([]byte(nil), im.Cb...)
-		cp.Cr = append([]byte(nil), im.Cr...)
-		c.Image = &cp
+		cp, ok := prev.(*image.YCbCr)
+		if !ok {
+			cp = new(image.YCbCr)
+		}
+		y, cb, cr := cp.Y, cp.Cb, cp.Cr
+		*cp = *im
+		cp.Y = append(y[:0], im.Y...)
+		cp.Cb = append(cb[:0], im.Cb...)
+		cp.Cr = append(cr[:0], im.Cr...)
+		dst.Image = cp
 	case *YUYV:
-		c.Image = &YUYV{Pix: append([]byte(nil), im.Pix...), Stride: im.Stride, Rect: im.Rect}
+		cp, ok := prev.(*YUYV)
+		if !ok {
+			cp = new(YUYV)
+		}
+		*cp = YUYV{Pix: append(cp.Pix[:0], im.Pix...), Stride: im.Stride, Rect: im.Rect}
+		dst.Image = cp
 	case *image.Gray:
 		// Grey images from sources share their pixels with Luma.
-		c.Image = &image.Gray{Pix: c.Luma, Stride: c.Width, Rect: image.Rect(0, 0, c.Width, c.Height)}
+		cp, ok := prev.(*image.Gray)
+		if !ok {
+			cp = new(image.Gray)
+		}
+		*cp = image.Gray{Pix: dst.Luma, Stride: dst.Width, Rect: image.Rect(0, 0, dst.Width, dst.Height)}
+		dst.Image = cp
 	}
-	return &c
 }
 
 // SourceStats are a Source's counters since Open.

@@ -3,6 +3,7 @@ package camera
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -295,6 +296,59 @@ func TestFrameClone(t *testing.T) {
 	}
 	if c.Luma[1] != 1 || c.Image.(*YUYV).YCbCrAt(0, 0).Cb != 100 {
 		t.Fatal("clone shares memory with the source's buffers")
+	}
+}
+
+// TestFrameCopyTo: CopyTo deep-copies the frame like Clone, into the
+// destination's own buffers, and allocates nothing once they have grown.
+func TestFrameCopyTo(t *testing.T) {
+	var d decoder
+	jpegData := encodeJPEG(t, testPicture(16, 8, 3))
+	for _, tc := range []struct {
+		name   string
+		decode func(f *Frame) error
+	}{
+		{"ycbcr", func(f *Frame) error { return d.jpeg(jpegData, f) }},
+		{"yuyv", func(f *Frame) error { return d.yuyv(makeYUYV(8, 2, 16), 8, 2, 16, f) }},
+		{"gray", func(f *Frame) error { return d.grey(makeYUYV(8, 2, 16), 16, 2, 16, f) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var src, dst Frame
+			if err := tc.decode(&src); err != nil {
+				t.Fatal(err)
+			}
+			src.CopyTo(&dst)
+			if n := testing.AllocsPerRun(5, func() { src.CopyTo(&dst) }); n != 0 {
+				t.Errorf("CopyTo into grown buffers: %v allocations, want 0", n)
+			}
+			if &dst.Luma[0] == &src.Luma[0] || !bytes.Equal(dst.Luma, src.Luma) {
+				t.Fatal("luma not copied")
+			}
+			if fmt.Sprintf("%T", dst.Image) != fmt.Sprintf("%T", src.Image) {
+				t.Fatalf("Image is %T, want %T", dst.Image, src.Image)
+			}
+			b := src.Image.Bounds()
+			for y := b.Min.Y; y < b.Max.Y; y++ {
+				for x := b.Min.X; x < b.Max.X; x++ {
+					if g, w := dst.Image.At(x, y), src.Image.At(x, y); g != w {
+						t.Fatalf("pixel (%d,%d) = %v, want %v", x, y, g, w)
+					}
+				}
+			}
+			// Overwrite the source's buffers: the copy keeps its pixels.
+			want := dst.Image.At(1, 1)
+			clear(src.Luma)
+			switch im := src.Image.(type) {
+			case *image.YCbCr:
+				clear(im.Cb)
+				clear(im.Cr)
+			case *YUYV:
+				clear(im.Pix)
+			}
+			if got := dst.Image.At(1, 1); got != want || dst.Luma[1] == 0 {
+				t.Fatalf("copy shares memory with the source: pixel %v, want %v", got, want)
+			}
+		})
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"image"
 	"io"
 	"runtime"
 	"slices"
@@ -129,9 +130,15 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 	type frame struct {
 		luma []byte
 		w, h int
+		img  image.Image // kept for colour models only
+	}
+	color := false
+	for _, m := range models {
+		color = color || m.Meta().Input.Color == tflite.ColorYCbCr
 	}
 	var frames []frame
 	var decode []time.Duration
+	warned := false
 	for {
 		t0 := time.Now()
 		f, err := src.Next(ctx)
@@ -147,7 +154,11 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 			return nil, err
 		}
 		decode = append(decode, d)
-		frames = append(frames, frame{slices.Clone(f.Luma[:f.Width*f.Height]), f.Width, f.Height})
+		fr := frame{luma: slices.Clone(f.Luma[:f.Width*f.Height]), w: f.Width, h: f.Height}
+		if color {
+			fr.img = keepColor(f, &warned)
+		}
+		frames = append(frames, fr)
 	}
 	src.Close()
 	if len(frames) == 0 {
@@ -166,14 +177,15 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 	var detect, crop []time.Duration
 	classify := make([][]time.Duration, len(models))
 	var boxes []pipeline.Box
-	var buf []byte
 	probs := make([][]float32, len(models))
 	metas := make([]tflite.Meta, len(models))
 	faces := make([]*pipeline.FaceModel, len(models))
+	crops := make([]*pipeline.Cropper, len(models))
 	for i, m := range models {
 		metas[i] = m.Meta()
 		probs[i] = make([]float32, len(metas[i].Labels))
 		faces[i] = pipeline.NewFaceModel(m)
+		crops[i] = pipeline.NewCropper(metas[i].Input)
 	}
 	for _, f := range frames {
 		t0 := time.Now()
@@ -183,7 +195,7 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 			rep.Faces++
 			for i, meta := range metas {
 				t0 := time.Now()
-				buf = pipeline.Crop(f.luma, f.w, f.h, b, framingOf(meta), meta.Input.Width, meta.Input.Height, buf)
+				buf := crops[i].Crop(f.luma, f.w, f.h, f.img, b, framingOf(meta))
 				crop = append(crop, time.Since(t0))
 				// Per face, as the labeler does it (a flip-averaging model
 				// also classifies the mirror image).

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"image"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"slices"
@@ -119,6 +121,7 @@ func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 type evalJob struct {
 	luma  []byte
 	w, h  int
+	img   image.Image // the colour picture, for colour models only
 	truth truth
 	label int // index into the model's labels
 }
@@ -171,7 +174,7 @@ func evaluate(ctx context.Context, f evalFlags, progress func(done, total int)) 
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				outcomes <- outcome{j, c.classify(j.luma, j.w, j.h)}
+				outcomes <- outcome{j, c.classify(j.luma, j.w, j.h, j.img)}
 			}
 		}()
 	}
@@ -199,6 +202,7 @@ func evaluate(ctx context.Context, f evalFlags, progress func(done, total int)) 
 // feed decodes the data set's images and sends the labelled ones to the workers.
 func feed(ctx context.Context, src camera.Source, f evalFlags, meta tflite.Meta, res *evalResult, jobs chan<- evalJob) error {
 	sent := 0
+	warned := false
 	for f.limit == 0 || sent < f.limit {
 		fr, err := src.Next(ctx)
 		switch {
@@ -225,6 +229,9 @@ func feed(ctx context.Context, src camera.Source, f evalFlags, meta tflite.Meta,
 		}
 		// The source reuses its buffers: the worker gets its own copy.
 		j := evalJob{luma: slices.Clone(fr.Luma[:fr.Width*fr.Height]), w: fr.Width, h: fr.Height, truth: t, label: idx}
+		if meta.Input.Color == tflite.ColorYCbCr {
+			j.img = keepColor(fr, &warned)
+		}
 		select {
 		case jobs <- j:
 			sent++
@@ -235,6 +242,20 @@ func feed(ctx context.Context, src camera.Source, f evalFlags, meta tflite.Meta,
 	return nil
 }
 
+// keepColor returns a copy of fr's colour picture that outlives the source's
+// buffers, for a colour model. Pictures without colour give the model
+// neutral chroma; that is logged once (*warned), not per image.
+func keepColor(fr *camera.Frame, warned *bool) image.Image {
+	if !pipeline.HasColor(fr.Image) {
+		if !*warned {
+			*warned = true
+			slog.Warn("a colour model runs on images without colour; it sees neutral chroma (Cb = Cr = 128)", "image", fr.Name)
+		}
+		return nil
+	}
+	return fr.Clone().Image
+}
+
 // faceClassifier turns one data set image into a prediction, the way the
 // model was meant to see it.
 type faceClassifier struct {
@@ -242,13 +263,14 @@ type faceClassifier struct {
 	meta     tflite.Meta
 	detector *pipeline.Detector // nil: the image is the dataset's own face crop
 	boxes    []pipeline.Box
-	crop     []byte
+	crop     *pipeline.Cropper
 	probs    []float32
 }
 
 func newFaceClassifier(m *tflite.Model, detect bool, dcfg pipeline.DetectorConfig) (*faceClassifier, error) {
 	meta := m.Meta()
-	c := &faceClassifier{face: pipeline.NewFaceModel(m), meta: meta, probs: make([]float32, len(meta.Labels))}
+	c := &faceClassifier{face: pipeline.NewFaceModel(m), meta: meta, crop: pipeline.NewCropper(meta.Input),
+		probs: make([]float32, len(meta.Labels))}
 	if detect {
 		d, err := pipeline.NewDetector(dcfg)
 		if err != nil {
@@ -285,21 +307,22 @@ func detectorFlags(fs *flag.FlagSet) *pipeline.DetectorConfig {
 }
 
 // classify returns the predicted label index, or -1 when no face was found.
-func (c *faceClassifier) classify(luma []byte, w, h int) int {
-	in := c.meta.Input
+// img is the colour picture (nil for grey models or images without colour).
+func (c *faceClassifier) classify(luma []byte, w, h int, img image.Image) int {
+	var crop []byte
 	if c.detector != nil {
 		c.boxes = c.detector.DetectPadded(luma, w, h, c.boxes)
 		if len(c.boxes) == 0 {
 			return -1
 		}
 		// Boxes come best first: a data set image holds one person.
-		c.crop = pipeline.Crop(luma, w, h, c.boxes[0], framingOf(c.meta), in.Width, in.Height, c.crop)
+		crop = c.crop.Crop(luma, w, h, img, c.boxes[0], framingOf(c.meta))
 	} else {
 		// The dataset's crop is the model's framing, less what training trimmed.
 		box := pipeline.Box{X: float64(w) / 2, Y: float64(h) / 2, S: float64(min(w, h))}
-		c.crop = pipeline.Crop(luma, w, h, box, pipeline.Framing{Scale: c.meta.DatasetCrop}, in.Width, in.Height, c.crop)
+		crop = c.crop.Crop(luma, w, h, img, box, pipeline.Framing{Scale: c.meta.DatasetCrop})
 	}
-	if err := c.face.ClassifyFace(c.crop, c.probs); err != nil {
+	if err := c.face.ClassifyFace(crop, c.probs); err != nil {
 		return -1
 	}
 	best := 0

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"image"
 	"log/slog"
 	"math"
 	"slices"
@@ -16,8 +17,9 @@ import (
 type Classifier interface {
 	// Meta describes the model: task, labels, input size, framing.
 	Meta() tflite.Meta
-	// Classify writes one probability per label for an input-sized grey
-	// image; it must not retain pixels or probs.
+	// Classify writes one probability per label for an input-sized crop
+	// (grey, or Y Cb Cr per pixel as the metadata's input colour says); it
+	// must not retain pixels or probs.
 	Classify(pixels []byte, probs []float32) error
 }
 
@@ -26,11 +28,11 @@ type Classifier interface {
 // two outputs averaged. It keeps its scratch buffers, so a face costs no
 // allocation. Not safe for concurrent use.
 type FaceModel struct {
-	model  Classifier
-	flip   bool
-	w, h   int
-	mirror []byte
-	second []float32
+	model   Classifier
+	flip    bool
+	w, h, c int // input size and bytes per pixel
+	mirror  []byte
+	second  []float32
 }
 
 // NewFaceModel reads m's metadata once; ClassifyFace then takes crops of its
@@ -38,7 +40,7 @@ type FaceModel struct {
 func NewFaceModel(m Classifier) *FaceModel {
 	meta := m.Meta()
 	return &FaceModel{model: m, flip: meta.FlipAverage, w: meta.Input.Width, h: meta.Input.Height,
-		second: make([]float32, len(meta.Labels))}
+		c: meta.Input.Channels, second: make([]float32, len(meta.Labels))}
 }
 
 // ClassifyFace writes one probability per label for an input-sized crop.
@@ -49,7 +51,7 @@ func (f *FaceModel) ClassifyFace(crop []byte, probs []float32) error {
 	if !f.flip {
 		return nil
 	}
-	f.mirror = Mirror(crop, f.w, f.h, f.mirror)
+	f.mirror = Mirror(crop, f.w, f.h, f.c, f.mirror)
 	if err := f.model.Classify(f.mirror, f.second); err != nil {
 		return fmt.Errorf("mirrored: %w", err)
 	}
@@ -154,7 +156,7 @@ type Task struct {
 	Flip    bool
 
 	face *FaceModel
-	crop []byte
+	crop *Cropper
 }
 
 // LabelResult is what one [Labeler.Update] produced. Its slices are reused by
@@ -184,6 +186,9 @@ type Labeler struct {
 	log    *slog.Logger
 	res    LabelResult
 	sample [][]float32 // one face's probabilities per task, before committing
+	// color: a task takes colour crops, so frames' chroma is needed;
+	// warned: it was logged that such a task ran on a frame without colour.
+	color, warned bool
 }
 
 // NewLabeler validates cfg and the models' metadata and selects the models of
@@ -231,8 +236,10 @@ func NewLabeler(cfg ClassifyConfig, models []Classifier, log *slog.Logger) (*Lab
 			Framing: Framing(meta.Framing),
 			Flip:    meta.FlipAverage,
 			face:    NewFaceModel(m),
+			crop:    NewCropper(meta.Input),
 		})
 		l.sample = append(l.sample, make([]float32, n))
+		l.color = l.color || meta.Input.Color == tflite.ColorYCbCr
 	}
 	return l, nil
 }
@@ -245,8 +252,9 @@ func validateMeta(m tflite.Meta) error {
 		return fmt.Errorf("task %q: %d labels, want at least 2", m.Task, len(m.Labels))
 	case m.Input.Width < 1 || m.Input.Height < 1:
 		return fmt.Errorf("task %q: input %dx%d", m.Task, m.Input.Width, m.Input.Height)
-	case m.Input.Channels != 1:
-		return fmt.Errorf("task %q: input has %d channels; the pipeline feeds grey (1 channel) crops", m.Task, m.Input.Channels)
+	case tflite.Channels(m.Input.Color) != m.Input.Channels:
+		return fmt.Errorf("task %q: input %q with %d channels; the pipeline feeds %q (1 channel) or %q (3 channels) crops",
+			m.Task, m.Input.Color, m.Input.Channels, tflite.ColorGray, tflite.ColorYCbCr)
 	}
 	if err := Framing(m.Framing).Validate(); err != nil {
 		return fmt.Errorf("task %q: %w", m.Task, err)
@@ -258,9 +266,10 @@ func validateMeta(m tflite.Meta) error {
 func (l *Labeler) Tasks() []*Task { return l.tasks }
 
 // Update follows the tracker's output for one frame (luma is its w x h grey
-// plane): it creates a Person for each newly confirmed track, classifies the
-// people that are due, and hands over the people whose track ended.
-func (l *Labeler) Update(luma []byte, w, h int, active, ended []*Track) *LabelResult {
+// plane, img its colour picture or nil): it creates a Person for each newly
+// confirmed track, classifies the people that are due, and hands over the
+// people whose track ended. Only colour models read img.
+func (l *Labeler) Update(luma []byte, w, h int, img image.Image, active, ended []*Track) *LabelResult {
 	l.frame++
 	r := &l.res
 	r.Active, r.Ended, r.Latency, r.Failed = r.Active[:0], r.Ended[:0], r.Latency[:0], 0
@@ -271,7 +280,7 @@ func (l *Labeler) Update(luma []byte, w, h int, active, ended []*Track) *LabelRe
 		p := l.person(tr)
 		if tr.Matched && l.due(p, tr.Box) {
 			start := time.Now()
-			err := l.classify(p, luma, w, h, tr.Box)
+			err := l.classify(p, luma, w, h, img, tr.Box)
 			r.Latency = append(r.Latency, time.Since(start))
 			if err != nil {
 				r.Failed++
@@ -289,7 +298,7 @@ func (l *Labeler) Update(luma []byte, w, h int, active, ended []*Track) *LabelRe
 
 // End hands over every remaining person (tracks flushed at the end of a run).
 func (l *Labeler) End(ended []*Track) *LabelResult {
-	return l.Update(nil, 0, 0, nil, ended)
+	return l.Update(nil, 0, 0, nil, nil, ended)
 }
 
 func (l *Labeler) person(tr *Track) *Person {
@@ -312,10 +321,15 @@ func (l *Labeler) due(p *Person, b Box) bool {
 // classify runs every task on the face and, only if all succeed, folds the
 // sample into the person's running means, so every task of a person has the
 // same number of samples.
-func (l *Labeler) classify(p *Person, luma []byte, w, h int, b Box) error {
+func (l *Labeler) classify(p *Person, luma []byte, w, h int, img image.Image, b Box) error {
+	if l.color && !l.warned && !HasColor(img) {
+		// Once: a grey camera stays grey, and a warning per face would flood the log.
+		l.warned = true
+		l.log.Warn("a colour model runs on frames without colour; it sees neutral chroma (Cb = Cr = 128)")
+	}
 	for i, t := range l.tasks {
-		t.crop = Crop(luma, w, h, b, t.Framing, t.Width, t.Height, t.crop)
-		if err := t.face.ClassifyFace(t.crop, l.sample[i]); err != nil {
+		crop := t.crop.Crop(luma, w, h, img, b, t.Framing)
+		if err := t.face.ClassifyFace(crop, l.sample[i]); err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
 		if err := checkProbs(l.sample[i]); err != nil {

@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"errors"
+	"image"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +46,7 @@ func (m *fakeModel) Classify(pixels []byte, probs []float32) error {
 	if m.err != nil {
 		return m.err
 	}
-	if len(pixels) != m.meta.Input.Width*m.meta.Input.Height || len(probs) != len(m.meta.Labels) {
+	if in := m.meta.Input; len(pixels) != in.Width*in.Height*in.Channels || len(probs) != len(m.meta.Labels) {
 		return errors.New("fake: wrong sizes")
 	}
 	clear(probs)
@@ -81,6 +83,8 @@ func newTestLabeler(t *testing.T, cfg ClassifyConfig, models ...*fakeModel) *Lab
 func TestNewLabelerErrors(t *testing.T) {
 	threeChannels := newFake("age", ageLabels)
 	threeChannels.meta.Input.Channels = 3
+	oneChannelYCbCr := newFake("age", ageLabels)
+	oneChannelYCbCr.meta.Input.Color = tflite.ColorYCbCr
 	badFraming := newFake("age", ageLabels)
 	badFraming.meta.Framing.Scale = 0
 	tests := []struct {
@@ -94,7 +98,8 @@ func TestNewLabelerErrors(t *testing.T) {
 		{"enabled task without model", []string{"age"}, []*fakeModel{newFake("emotion", emotionLabels)}, `task "age" is enabled but no model`},
 		{"model of unknown task", nil, []*fakeModel{newFake("pose", genderLabels)}, `"pose"`},
 		{"two models for a task", nil, []*fakeModel{newFake("age", ageLabels), newFake("age", ageLabels)}, "two models"},
-		{"colour input", nil, []*fakeModel{threeChannels}, "3 channels"},
+		{"colour input", nil, []*fakeModel{threeChannels}, `input "gray" with 3 channels`},
+		{"ycbcr input with one channel", nil, []*fakeModel{oneChannelYCbCr}, `input "ycbcr" with 1 channels`},
 		{"bad framing", nil, []*fakeModel{badFraming}, "framing"},
 		{"one label", nil, []*fakeModel{newFake("gender", genderLabels[:1])}, "labels"},
 	}
@@ -163,7 +168,7 @@ func TestLabelerCadence(t *testing.T) {
 			var r *LabelResult
 			for i := range tt.frames {
 				tr.Matched = tt.matched(i)
-				r = l.Update(luma, 200, 100, []*Track{tr}, nil)
+				r = l.Update(luma, 200, 100, nil, []*Track{tr}, nil)
 			}
 			if len(r.Active) != 1 || r.Active[0].ID != 7 {
 				t.Fatalf("active people %v, want person 7", r.Active)
@@ -191,10 +196,10 @@ func TestLabelerRunningMeanAndEnd(t *testing.T) {
 	luma := fill(nil, 200, 100, 90)
 	tr := confirmed(3, 100, 80)
 	for range 4 {
-		l.Update(luma, 200, 100, []*Track{tr}, nil)
+		l.Update(luma, 200, 100, nil, []*Track{tr}, nil)
 	}
 	tr.LastSeen = t0.Add(3 * time.Second)
-	r := l.Update(luma, 200, 100, nil, []*Track{tr})
+	r := l.Update(luma, 200, 100, nil, nil, []*Track{tr})
 	if len(r.Ended) != 1 {
 		t.Fatalf("ended %v, want person 3", r.Ended)
 	}
@@ -244,7 +249,7 @@ func TestLabelerFlipAverage(t *testing.T) {
 		gen.fn = leftBright
 		gen.meta.FlipAverage = flip
 		l := newTestLabeler(t, ClassifyConfig{Every: 1, MinClassifications: 1}, gen)
-		r := l.Update(luma, w, h, []*Track{confirmed(1, 100, 80)}, nil)
+		r := l.Update(luma, w, h, nil, []*Track{confirmed(1, 100, 80)}, nil)
 		got := r.Active[0].Probs[0]
 		want := []float32{1, 0}
 		if flip {
@@ -268,7 +273,7 @@ func TestLabelerCropFraming(t *testing.T) {
 	l := newTestLabeler(t, ClassifyConfig{Every: 1, MinClassifications: 1}, m)
 	tr := confirmed(1, 50, 64)
 	tr.Box.Y = 40
-	l.Update(luma, w, h, []*Track{tr}, nil)
+	l.Update(luma, w, h, nil, []*Track{tr}, nil)
 	want := Crop(luma, w, h, tr.Box, Framing{Scale: 1.25, OffsetY: 0.05}, 8, 8, nil)
 	if string(m.last) != string(want) {
 		t.Fatalf("model input %v, want the framed crop %v", m.last, want)
@@ -279,7 +284,7 @@ func TestLabelerFailure(t *testing.T) {
 	emo, gen := newFake("emotion", emotionLabels), newFake("gender", genderLabels)
 	gen.err = errors.New("invoke failed")
 	l := newTestLabeler(t, ClassifyConfig{Every: 1, MinClassifications: 1}, emo, gen)
-	r := l.Update(fill(nil, 200, 100, 0), 200, 100, []*Track{confirmed(1, 100, 80)}, nil)
+	r := l.Update(fill(nil, 200, 100, 0), 200, 100, nil, []*Track{confirmed(1, 100, 80)}, nil)
 	if r.Failed != 1 || len(r.Latency) != 1 {
 		t.Fatalf("failed %d, latencies %d; want 1 and 1", r.Failed, len(r.Latency))
 	}
@@ -291,7 +296,7 @@ func TestLabelerFailure(t *testing.T) {
 	bad := newFake("gender", genderLabels)
 	bad.fn = func(_ []byte, p []float32) { p[0] = float32(math.NaN()) }
 	l = newTestLabeler(t, ClassifyConfig{Every: 1, MinClassifications: 1}, bad)
-	if r := l.Update(fill(nil, 200, 100, 0), 200, 100, []*Track{confirmed(1, 100, 80)}, nil); r.Failed != 1 {
+	if r := l.Update(fill(nil, 200, 100, 0), 200, 100, nil, []*Track{confirmed(1, 100, 80)}, nil); r.Failed != 1 {
 		t.Fatalf("NaN probability: failed %d, want 1", r.Failed)
 	}
 }
@@ -299,7 +304,7 @@ func TestLabelerFailure(t *testing.T) {
 func TestLabelerSkipsTentative(t *testing.T) {
 	m := newFake("emotion", emotionLabels)
 	l := newTestLabeler(t, ClassifyConfig{Every: 1, MinClassifications: 1}, m)
-	r := l.Update(fill(nil, 200, 100, 0), 200, 100, []*Track{{Matched: true, Box: Box{X: 100, Y: 50, S: 80}}}, nil)
+	r := l.Update(fill(nil, 200, 100, 0), 200, 100, nil, []*Track{{Matched: true, Box: Box{X: 100, Y: 50, S: 80}}}, nil)
 	if len(r.Active) != 0 || m.calls != 0 {
 		t.Fatalf("tentative track: %d people, %d model calls; want none", len(r.Active), m.calls)
 	}
@@ -344,7 +349,7 @@ func TestLabelerRealModel(t *testing.T) {
 	tr.Box.Y = 111
 	var r *LabelResult
 	for range 3 {
-		if r = l.Update(luma, w, h, []*Track{tr}, nil); r.Failed != 0 {
+		if r = l.Update(luma, w, h, nil, []*Track{tr}, nil); r.Failed != 0 {
 			t.Fatalf("classification failed")
 		}
 	}
@@ -361,17 +366,73 @@ func TestLabelerRealModel(t *testing.T) {
 	}
 }
 
+// TestLabelerRealColorModel runs the tflite package's tiny "ycbcr" fixture,
+// with flip averaging, on colour crops: the chroma reaches the model, and a
+// colour face costs no allocation once the buffers have grown.
+func TestLabelerRealColorModel(t *testing.T) {
+	m, err := tflite.Load("../tflite/testdata/tiny_ycbcr.tflite", tflite.WithThreads(1))
+	if err != nil {
+		t.Fatalf("load fixture: %v", err)
+	}
+	defer m.Close()
+	if in := m.Meta().Input; in.Color != tflite.ColorYCbCr || in.Channels != 3 {
+		t.Fatalf("fixture input %+v, want ycbcr with 3 channels", in)
+	}
+	luma := testLuma()
+	tr := confirmed(1, 30, 24)
+	tr.Box.Y = 22
+	probs := map[string][]float32{}
+	for _, pic := range []struct {
+		name string
+		img  image.Image
+	}{{"colour", testYCbCr(image.YCbCrSubsampleRatio420)}, {"none", nil}} {
+		l, err := NewLabeler(ClassifyConfig{Every: 1, MinClassifications: 1}, []Classifier{asTask{m, "gender"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := l.Update(luma, cw, ch, pic.img, []*Track{tr}, nil)
+		if r.Failed != 0 {
+			t.Fatalf("%s: classification failed", pic.name)
+		}
+		p := r.Active[0].Probs[0]
+		var sum float32
+		for _, v := range p {
+			sum += v
+		}
+		if math.Abs(float64(sum)-1) > 0.02 {
+			t.Fatalf("%s: probs %v sum to %v", pic.name, p, sum)
+		}
+		probs[pic.name] = slices.Clone(p)
+		if pic.img == nil {
+			continue
+		}
+		if n := testing.AllocsPerRun(10, func() { l.Update(luma, cw, ch, pic.img, []*Track{tr}, nil) }); n != 0 {
+			t.Errorf("Update with a colour model: %v allocations per frame, want 0", n)
+		}
+	}
+	if slices.Equal(probs["colour"], probs["none"]) {
+		t.Errorf("same output %v with and without chroma: the model does not see the colour", probs["colour"])
+	}
+}
+
 // TestFaceModelNoAllocations holds FaceModel to its promise: classifying a
 // face, mirrored pass included, allocates nothing once it has run.
 func TestFaceModelNoAllocations(t *testing.T) {
-	for _, flip := range []bool{false, true} {
-		m := newFake("gender", genderLabels)
+	for _, tc := range []struct {
+		flip bool
+		m    *fakeModel
+	}{
+		{false, newFake("gender", genderLabels)},
+		{true, newFake("gender", genderLabels)},
+		{true, newColorFake(map[[2]byte]int{})},
+	} {
+		m, flip := tc.m, tc.flip
 		m.meta.FlipAverage = flip
 		f := NewFaceModel(m)
-		crop := make([]byte, m.meta.Input.Width*m.meta.Input.Height)
+		crop := make([]byte, m.meta.Input.Width*m.meta.Input.Height*m.meta.Input.Channels)
 		probs := make([]float32, len(genderLabels))
 		if err := f.ClassifyFace(crop, probs); err != nil {
-			t.Fatalf("flip %v: %v", flip, err)
+			t.Fatalf("flip %v, %d channels: %v", flip, m.meta.Input.Channels, err)
 		}
 		allocs := testing.AllocsPerRun(100, func() {
 			if err := f.ClassifyFace(crop, probs); err != nil {
@@ -379,7 +440,7 @@ func TestFaceModelNoAllocations(t *testing.T) {
 			}
 		})
 		if allocs != 0 {
-			t.Errorf("flip %v: %.1f allocations per face, want 0", flip, allocs)
+			t.Errorf("flip %v, %d channels: %.1f allocations per face, want 0", flip, m.meta.Input.Channels, allocs)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"image"
 	"math"
 )
 
@@ -40,13 +41,24 @@ const outside = 128
 // the nearest integer. An image shorter than w*h bytes or an empty box gives an
 // all-grey crop; outW or outH < 1 gives an empty slice.
 func Crop(luma []byte, w, h int, box Box, f Framing, outW, outH int, dst []byte) []byte {
-	side := f.Scale * box.S
-	cx := box.X + f.OffsetX*box.S
-	cy := box.Y + f.OffsetY*box.S
-	if !(side > 0) || math.IsInf(side, 0) || math.IsNaN(cx) || math.IsNaN(cy) || len(luma) < w*h {
+	x0, y0, side, ok := cropSquare(box, f)
+	if !ok || len(luma) < w*h {
 		return fill(dst, outW, outH, outside)
 	}
-	return resample(luma, w, h, cx-side/2, cy-side/2, side/float64(outW), side/float64(outH), outW, outH, false, dst)
+	return resample(greyPlane(luma, w, h), x0, y0, side/float64(outW), side/float64(outH), outW, outH, false, dst)
+}
+
+// cropSquare returns the top-left corner and the side of the framing
+// contract's square for box, in frame pixels; ok is false when there is no
+// such square (empty box, NaN or infinite values).
+func cropSquare(box Box, f Framing) (x0, y0, side float64, ok bool) {
+	side = f.Scale * box.S
+	cx := box.X + f.OffsetX*box.S
+	cy := box.Y + f.OffsetY*box.S
+	if !(side > 0) || math.IsInf(side, 0) || math.IsNaN(cx) || math.IsNaN(cy) {
+		return 0, 0, 0, false
+	}
+	return cx - side/2, cy - side/2, side, true
 }
 
 // ResizeGray resizes the whole w x h grey image src to outW x outH with the
@@ -59,22 +71,28 @@ func ResizeGray(src []byte, w, h, outW, outH int, dst []byte) []byte {
 	if w <= 0 || h <= 0 || len(src) < w*h {
 		return fill(dst, outW, outH, outside)
 	}
-	return resample(src, w, h, 0, 0, float64(w)/float64(outW), float64(h)/float64(outH), outW, outH, true, dst)
+	return resample(greyPlane(src, w, h), 0, 0, float64(w)/float64(outW), float64(h)/float64(outH), outW, outH, true, dst)
 }
 
-// Mirror writes the horizontal mirror image of the w x h image src to dst
-// (reused when it has the capacity) and returns it. Models whose metadata asks
-// for flip averaging run on a crop and on its mirror.
-func Mirror(src []byte, w, h int, dst []byte) []byte {
-	n := max(w, 0) * max(h, 0)
+// Mirror writes the horizontal mirror image of the w x h image src, c bytes
+// per pixel, to dst (reused when it has the capacity) and returns it: pixel x
+// of a row becomes pixel w-1-x with its c bytes (Y, Cb, Cr) kept in order.
+// Models whose metadata asks for flip averaging run on a crop and on its
+// mirror.
+func Mirror(src []byte, w, h, c int, dst []byte) []byte {
+	row := max(w, 0) * max(c, 0)
+	n := row * max(h, 0)
 	if len(src) < n {
-		return fill(dst, w, h, outside)
+		return fill(dst, row, h, outside)
 	}
 	dst = grow(dst, n)
 	for y := range h {
-		s, d := src[y*w:(y+1)*w], dst[y*w:(y+1)*w]
+		s, d := src[y*row:(y+1)*row], dst[y*row:(y+1)*row]
 		for x := range w {
-			d[x] = s[w-1-x]
+			m := (w - 1 - x) * c
+			for k := range c {
+				d[x*c+k] = s[m+k]
+			}
 		}
 	}
 	return dst
@@ -154,15 +172,31 @@ func (s span) weight(i int) float64 {
 	return 1
 }
 
+// plane is one 8-bit channel of a picture, in the channel's own pixel
+// coordinates: pixel (x, y) of rect is pix[(y-rect.Min.Y)*stride +
+// (x-rect.Min.X)*step]. step > 1 reads a channel packed with others (YUYV);
+// a rect that is part of a plane holds the only pixels a resample reads.
+type plane struct {
+	pix          []byte
+	stride, step int
+	rect         image.Rectangle
+}
+
+// greyPlane is the w x h plane pix with stride w, such as a frame's luma.
+func greyPlane(pix []byte, w, h int) plane {
+	return plane{pix: pix, stride: w, step: 1, rect: image.Rect(0, 0, w, h)}
+}
+
 // resample renders the outW x outH grid whose pixel (u, v) covers source
-// [x0+u*kx, x0+(u+1)*kx) x [y0+v*ky, y0+(v+1)*ky), treating the image as
+// [x0+u*kx, x0+(u+1)*kx) x [y0+v*ky, y0+(v+1)*ky), treating the plane as
 // embedded in an infinite mid-grey plane, or, with clamp, in the repetition
 // of its edge pixels.
-func resample(src []byte, w, h int, x0, y0, kx, ky float64, outW, outH int, clamp bool, dst []byte) []byte {
+func resample(src plane, x0, y0, kx, ky float64, outW, outH int, clamp bool, dst []byte) []byte {
 	if outW <= 0 || outH <= 0 {
 		return dst[:0]
 	}
 	dst = grow(dst, outW*outH)
+	b := src.rect
 	for v := range outH {
 		sy := axisSpan(y0, ky, v)
 		for u := range outW {
@@ -172,22 +206,22 @@ func resample(src []byte, w, h int, x0, y0, kx, ky float64, outW, outH int, clam
 				wy := sy.weight(j)
 				r := j
 				if clamp {
-					r = min(max(r, 0), h-1)
+					r = min(max(r, b.Min.Y), b.Max.Y-1)
 				}
-				if r < 0 || r >= h {
+				if r < b.Min.Y || r >= b.Max.Y {
 					// The whole row is outside: weight of the span times grey.
 					sum += wy * outside * sx.norm
 					continue
 				}
-				row := src[r*w : (r+1)*w]
+				row := src.pix[(r-b.Min.Y)*src.stride:]
 				var rs float64
 				for i := sx.i0; i <= sx.i1; i++ {
 					p := float64(outside)
 					switch {
 					case clamp:
-						p = float64(row[min(max(i, 0), w-1)])
-					case i >= 0 && i < w:
-						p = float64(row[i])
+						p = float64(row[(min(max(i, b.Min.X), b.Max.X-1)-b.Min.X)*src.step])
+					case i >= b.Min.X && i < b.Max.X:
+						p = float64(row[(i-b.Min.X)*src.step])
 					}
 					rs += sx.weight(i) * p
 				}

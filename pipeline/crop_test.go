@@ -155,9 +155,39 @@ func TestResizeGray(t *testing.T) {
 }
 
 func TestMirror(t *testing.T) {
-	got := Mirror([]byte{1, 2, 3, 4, 5, 6}, 3, 2, nil)
-	if want := []byte{3, 2, 1, 6, 5, 4}; !slices.Equal(got, want) {
-		t.Fatalf("Mirror = %v, want %v", got, want)
+	tests := []struct {
+		name    string
+		src     []byte
+		w, h, c int
+		want    []byte
+	}{
+		{name: "grey", src: []byte{1, 2, 3, 4, 5, 6}, w: 3, h: 2, c: 1, want: []byte{3, 2, 1, 6, 5, 4}},
+		{
+			name: "ycbcr mirrors pixels, not bytes",
+			src: []byte{
+				1, 2, 3, 4, 5, 6, 7, 8, 9,
+				11, 12, 13, 14, 15, 16, 17, 18, 19,
+			},
+			w: 3, h: 2, c: 3,
+			want: []byte{
+				7, 8, 9, 4, 5, 6, 1, 2, 3,
+				17, 18, 19, 14, 15, 16, 11, 12, 13,
+			},
+		},
+		{name: "one pixel wide", src: []byte{1, 2, 3, 4, 5, 6}, w: 1, h: 2, c: 3, want: []byte{1, 2, 3, 4, 5, 6}},
+		{name: "short source is grey", src: []byte{1, 2, 3}, w: 2, h: 1, c: 3, want: []byte{128, 128, 128, 128, 128, 128}},
+		{name: "empty", src: nil, w: 0, h: 2, c: 3, want: []byte{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Mirror(tt.src, tt.w, tt.h, tt.c, nil)
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("Mirror = %v, want %v", got, tt.want)
+			}
+			if back := Mirror(got, tt.w, tt.h, tt.c, nil); len(tt.src) == len(tt.want) && !slices.Equal(back, tt.src) {
+				t.Fatalf("mirroring twice = %v, want the source %v", back, tt.src)
+			}
+		})
 	}
 }
 
@@ -183,7 +213,7 @@ func TestCropReusesDst(t *testing.T) {
 	mirrored = make([]byte, 48*48)
 	n := testing.AllocsPerRun(10, func() {
 		got = Crop(luma, 64, 48, box, f, 48, 48, dst)
-		mirrored = Mirror(got, 48, 48, mirrored)
+		mirrored = Mirror(got, 48, 48, 1, mirrored)
 	})
 	if n != 0 {
 		t.Fatalf("Crop+Mirror: %v allocations, want 0", n)

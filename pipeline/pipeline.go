@@ -135,7 +135,8 @@ func (c Config) aggregator() AggregatorConfig {
 type Option func(*Pipeline)
 
 // WithObserver hands every processed frame to o (the local preview). Without
-// an observer no frame's colour image is copied and no annotation is built.
+// an observer no annotation is built, and no frame's colour picture is
+// copied unless a colour model needs its chroma.
 func WithObserver(o Observer) Option { return func(p *Pipeline) { p.observer = o } }
 
 // WithRegistry registers the pipeline's self-metrics on r.
@@ -347,17 +348,19 @@ func (p *Pipeline) capture(ctx context.Context, free, queue chan *camera.Frame) 
 	}
 }
 
-// copyFrame copies f into dst, reusing dst's buffer: the source may reuse f
-// as soon as Next is called again. The colour image is only kept for the
-// observer.
+// copyFrame copies f into dst, reusing dst's buffers: the source may reuse f
+// as soon as Next is called again. The colour picture is only kept for the
+// observer (the preview) and for colour models (its chroma); otherwise only
+// the luma is copied.
 func (p *Pipeline) copyFrame(dst, f *camera.Frame) {
+	if p.observer != nil || p.labeler.color {
+		f.CopyTo(dst)
+		return
+	}
 	luma := dst.Luma
 	*dst = *f
 	dst.Luma = append(luma[:0], f.Luma[:f.Width*f.Height]...)
 	dst.Image = nil
-	if p.observer != nil && f.Image != nil {
-		dst.Image = f.Clone().Image
-	}
 }
 
 func (p *Pipeline) process(ctx context.Context, f *camera.Frame) {
@@ -381,7 +384,7 @@ func (p *Pipeline) process(ctx context.Context, f *camera.Frame) {
 	p.boxes = p.detect(f.Luma, f.Width, f.Height, p.boxes)
 	detect := time.Since(start)
 	active, ended := p.tracker.Update(p.boxes, t)
-	r := p.labeler.Update(f.Luma, f.Width, f.Height, active, ended)
+	r := p.labeler.Update(f.Luma, f.Width, f.Height, f.Image, active, ended)
 	p.agg.AddFrame(detect, r)
 
 	p.m.frames.Inc()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"log/slog"
 	"math"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/edge-sensor/edge/camera"
 	"github.com/edge-sensor/edge/mqtt"
+	"github.com/edge-sensor/edge/tflite"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,6 +33,7 @@ type fakeSource struct {
 	errAt  map[int]error                         // error returned instead of frame i
 	short  map[int]bool                          // frame i has a truncated luma plane
 	color  bool                                  // attach an image.Gray sharing the luma buffer
+	pic    image.Image                           // else attach this colour picture (fw x fh)
 	down   time.Duration                         // reported by Stats
 	stats  func(handed int64) camera.SourceStats // replaces down: Stats once that many frames were handed
 	check  func(i int)                           // called before frame i is produced
@@ -71,7 +74,7 @@ func (s *fakeSource) Next(ctx context.Context) (*camera.Frame, error) {
 	if s.short[i] {
 		s.buf.Luma = s.buf.Luma[:100]
 	}
-	s.buf.Image = nil
+	s.buf.Image = s.pic
 	if s.color {
 		s.buf.Image = &image.Gray{Pix: s.buf.Luma, Stride: fw, Rect: image.Rect(0, 0, fw, fh)}
 	}
@@ -533,5 +536,106 @@ func TestPipelineClockJump(t *testing.T) {
 	}
 	if ws[0].Frames.Processed != 3 || !ws[1].Start.Equal(t0.Add(year)) || ws[1].Frames.Processed != 1 {
 		t.Fatalf("windows %+v", ws)
+	}
+}
+
+// uniformYCbCr is an fw x fh 4:2:0 picture of one colour.
+func uniformYCbCr(y, cb, cr byte) *image.YCbCr {
+	im := image.NewYCbCr(image.Rect(0, 0, fw, fh), image.YCbCrSubsampleRatio420)
+	fill(im.Y, len(im.Y), 1, y)
+	fill(im.Cb, len(im.Cb), 1, cb)
+	fill(im.Cr, len(im.Cr), 1, cr)
+	return im
+}
+
+// uniformYUYV is an fw x fh YUYV frame of one colour.
+func uniformYUYV(y, cb, cr byte) *camera.YUYV {
+	p := &camera.YUYV{Pix: make([]byte, 2*fw*fh), Stride: 2 * fw, Rect: image.Rect(0, 0, fw, fh)}
+	for i := 0; i < len(p.Pix); i += 4 {
+		p.Pix[i], p.Pix[i+1], p.Pix[i+2], p.Pix[i+3] = y, cb, y, cr
+	}
+	return p
+}
+
+// newColorFake is a gender model taking 8x8 Y Cb Cr crops; it records the
+// chroma of every pixel it is shown.
+func newColorFake(seen map[[2]byte]int) *fakeModel {
+	m := newFake("gender", genderLabels)
+	m.meta.Input.Channels, m.meta.Input.Color = 3, tflite.ColorYCbCr
+	m.meta.FlipAverage = true
+	m.fn = func(px []byte, p []float32) {
+		for i := 0; i < len(px); i += 3 {
+			seen[[2]byte{px[i+1], px[i+2]}]++
+		}
+		p[0] = 1
+	}
+	return m
+}
+
+// TestPipelineColorModel: a colour model sees the chroma of the frames the
+// source delivered (kept past Next by the pipeline), or neutral chroma and a
+// single warning when the frames have no colour.
+func TestPipelineColorModel(t *testing.T) {
+	tests := []struct {
+		name   string
+		pic    image.Image
+		grey   bool
+		chroma [2]byte
+		warn   bool
+	}{
+		{name: "ycbcr 4:2:0", pic: uniformYCbCr(100, 90, 170), chroma: [2]byte{90, 170}},
+		{name: "yuyv", pic: uniformYUYV(100, 60, 200), chroma: [2]byte{60, 200}},
+		{name: "grey frames", grey: true, chroma: [2]byte{128, 128}, warn: true},
+		{name: "no picture", chroma: [2]byte{128, 128}, warn: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seen := map[[2]byte]int{}
+			model := newColorFake(seen)
+			var logs strings.Builder
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			src := &fakeSource{n: 10, step: 100 * time.Millisecond, pic: tt.pic, color: tt.grey}
+			p, err := New(testConfig(), src, []Classifier{model}, &fakeSink{}, WithLogger(log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.detect = fakeDetect(threePeople, 0)
+			if err := p.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if model.calls == 0 {
+				t.Fatal("the colour model was never run")
+			}
+			// Every face lies inside the frame: one colour throughout.
+			if len(seen) != 1 || seen[tt.chroma] == 0 {
+				t.Errorf("model saw chroma %v, want only %v", seen, tt.chroma)
+			}
+			if n := strings.Count(logs.String(), "without colour"); n != map[bool]int{false: 0, true: 1}[tt.warn] {
+				t.Errorf("%d warnings about frames without colour, want warn=%t:\n%s", n, tt.warn, logs.String())
+			}
+		})
+	}
+}
+
+// TestPipelineColorCopyNoAllocs: with a colour model, copyFrame keeps the
+// picture in the frame's own reused buffers: no allocation per frame, and
+// nothing shared with the source.
+func TestPipelineColorCopyNoAllocs(t *testing.T) {
+	for _, pic := range []image.Image{uniformYCbCr(1, 2, 3), uniformYUYV(1, 2, 3)} {
+		t.Run(fmt.Sprintf("%T", pic), func(t *testing.T) {
+			p, err := New(testConfig(), &fakeSource{}, []Classifier{newColorFake(map[[2]byte]int{})}, &fakeSink{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := camera.Frame{Width: fw, Height: fh, Luma: make([]byte, fw*fh), Image: pic}
+			var dst camera.Frame
+			p.copyFrame(&dst, &src)
+			if n := testing.AllocsPerRun(10, func() { p.copyFrame(&dst, &src) }); n != 0 {
+				t.Errorf("copyFrame: %v allocations per frame, want 0", n)
+			}
+			if dst.Image == pic || dst.Image == nil || dst.Image.At(5, 5) != pic.At(5, 5) {
+				t.Errorf("copyFrame kept %T %p, want a copy of the source's %p", dst.Image, dst.Image, pic)
+			}
+		})
 	}
 }

@@ -16,12 +16,13 @@ import (
 // fixture describes a small int8 classifier built in Go, so the tests do not
 // depend on the exporter for every variant they need:
 //
-//	input [1,h,w,1] -> CONV_2D 3x3 SAME, 2 channels, RELU -> RESHAPE [1,h*w*2]
+//	input [1,h,w,c] -> CONV_2D 3x3 SAME, 2 channels, RELU -> RESHAPE [1,h*w*2]
 //	-> FULLY_CONNECTED k -> SOFTMAX -> output [1,k]
 //
 // Zero values mean the valid default; the other fields break one thing each.
 type fixture struct {
 	h, w, k    int    // default 6, 5, 3
+	c          int    // input channels: 1 (default, "gray") or 3 ("ycbcr")
 	seed       uint64 // weights
 	identifier string // default "TFL3"
 	version    uint32 // default 3
@@ -32,16 +33,19 @@ type fixture struct {
 	inScale    float32 // default 1/255 (with inZero -128)
 	inZero     int64
 	inNoQuant  bool
-	inShape    []int32 // default [1,h,w,1]
+	inShape    []int32 // default [1,h,w,c]
 	outShape   []int32 // default [1,k]
 	outPerChan bool    // output quantized with k scales
 	convVer    int32   // CONV_2D operator version; default 3
-	convWShape []int32 // conv weights shape; default [2,3,3,1] (the data's)
+	convWShape []int32 // conv weights shape; default [2,3,3,c] (the data's)
 }
 
 func (f fixture) withDefaults() fixture {
 	if f.h == 0 {
 		f.h, f.w, f.k = 6, 5, 3
+	}
+	if f.c == 0 {
+		f.c = 1
 	}
 	if f.identifier == "" {
 		f.identifier = "TFL3"
@@ -68,7 +72,7 @@ func (f fixture) withDefaults() fixture {
 		f.convVer = 3
 	}
 	if f.convWShape == nil {
-		f.convWShape = []int32{2, 3, 3, 1}
+		f.convWShape = []int32{2, 3, 3, int32(f.c)}
 	}
 	return f
 }
@@ -82,14 +86,18 @@ func (f fixture) labels() []string {
 }
 
 func (f fixture) defaultMeta() string {
+	color := ColorGray
+	if f.c == 3 {
+		color = ColorYCbCr
+	}
 	b, err := json.Marshal(map[string]any{
 		"schema":       1,
 		"task":         "tiny",
 		"labels":       f.labels(),
-		"input":        map[string]any{"width": f.w, "height": f.h, "channels": 1, "color": "gray"},
+		"input":        map[string]any{"width": f.w, "height": f.h, "channels": f.c, "color": color},
 		"framing":      map[string]any{"scale": 1.25, "offset_x": 0.0, "offset_y": 0.05},
 		"flip_average": true,
-		"macs":         f.h*f.w*2*9 + f.h*f.w*2*f.k,
+		"macs":         f.h*f.w*2*9*f.c + f.h*f.w*2*f.k,
 		"dataset_crop": 0.8,
 		"training":     map[string]any{"data": "none", "val_accuracy_float": 0.5},
 	})
@@ -103,7 +111,7 @@ func (f fixture) defaultMeta() string {
 // reference.
 type tinyNet struct {
 	f          fixture
-	convW      []int8 // [2][3][3][1]
+	convW      []int8 // [2][3][3][c]
 	convWScale []float32
 	convB      []int32
 	convOut    affine
@@ -122,7 +130,7 @@ func newTinyNet(f fixture) *tinyNet {
 
 	convMax := 0.0
 	for range 2 {
-		w := make([]float64, 9)
+		w := make([]float64, 9*f.c)
 		maxAbs, sumAbs := 0.0, 0.0
 		for i := range w {
 			w[i] = uniform(1)
@@ -194,7 +202,9 @@ func (n *tinyNet) reference(pixels []byte) []float64 {
 						if yy < 0 || yy >= f.h || xs < 0 || xs >= f.w {
 							continue
 						}
-						sum += x[yy*f.w+xs] * float64(n.convW[c*9+ky*3+kx]) * float64(n.convWScale[c])
+						for ci := range f.c {
+							sum += x[(yy*f.w+xs)*f.c+ci] * float64(n.convW[((c*3+ky)*3+kx)*f.c+ci]) * float64(n.convWScale[c])
+						}
 					}
 				}
 				act[(y*f.w+xx)*2+c] = clamp(max(0, sum), n.convOut)
@@ -294,7 +304,7 @@ func (f fixture) build() ([]byte, *tinyNet) {
 	one := func(a affine) ([]float32, []int64) { return []float32{a.scale}, []int64{int64(a.zero)} }
 	inShape := f.inShape
 	if inShape == nil {
-		inShape = []int32{1, int32(f.h), int32(f.w), 1}
+		inShape = []int32{1, int32(f.h), int32(f.w), int32(f.c)}
 	}
 	outShape := f.outShape
 	if outShape == nil {

@@ -42,7 +42,28 @@ type InputSpec struct {
 	Width    int    `json:"width"`
 	Height   int    `json:"height"`
 	Channels int    `json:"channels"`
-	Color    string `json:"color"` // "gray"
+	Color    string `json:"color"` // ColorGray or ColorYCbCr
+}
+
+// The input colours a model may take, with their channel counts.
+const (
+	// ColorGray is one channel: the 8-bit luma plane.
+	ColorGray = "gray"
+	// ColorYCbCr is three channels interleaved per pixel, Y Cb Cr, each the
+	// 8-bit full-range JFIF value of image/color (Y is the luma plane).
+	ColorYCbCr = "ycbcr"
+)
+
+// Channels returns how many channels a model taking colour c is fed, or 0
+// for a colour this package does not know.
+func Channels(c string) int {
+	switch c {
+	case ColorGray:
+		return 1
+	case ColorYCbCr:
+		return 3
+	}
+	return 0
 }
 
 // Framing places the model's square crop relative to a detected face box of
@@ -86,9 +107,11 @@ func (m *Meta) validate() error {
 		return errors.New("no labels")
 	case m.Input.Width <= 0 || m.Input.Height <= 0 || m.Input.Channels <= 0:
 		return fmt.Errorf("input size %dx%dx%d is not positive", m.Input.Width, m.Input.Height, m.Input.Channels)
-	case m.Input.Color != "gray" || m.Input.Channels != 1:
-		// Classify feeds 8-bit grey pixels; anything else would be fed wrong.
-		return fmt.Errorf("input color %q with %d channels not supported (want \"gray\", 1 channel)", m.Input.Color, m.Input.Channels)
+	case Channels(m.Input.Color) != m.Input.Channels:
+		// Callers feed 8-bit grey or interleaved Y Cb Cr pixels; any other
+		// layout would be fed wrong without an error.
+		return fmt.Errorf("input color %q with %d channels not supported (want %q with 1 channel or %q with 3)",
+			m.Input.Color, m.Input.Channels, ColorGray, ColorYCbCr)
 	case !finite(m.Framing.Scale) || m.Framing.Scale <= 0 || !finite(m.Framing.OffsetX) || !finite(m.Framing.OffsetY):
 		return fmt.Errorf("framing %+v: scale must be positive and all values finite", m.Framing)
 	case m.MACs < 0:

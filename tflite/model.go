@@ -292,8 +292,11 @@ func (m *Model) DelegatedNodes() (taken, total int) {
 // Classify runs the model on one image and writes the class probabilities
 // (in Meta().Labels order) to probs.
 //
-// pixels holds Height*Width*Channels 8-bit grey values, row by row; probs
-// must have one element per label. Classify does not allocate.
+// pixels holds Height*Width*Channels bytes, row by row: 8-bit grey values
+// for a ColorGray model, or per pixel the three bytes Y, Cb, Cr for a
+// ColorYCbCr model. Every byte is quantized the same way (the contract's
+// q = value-128). probs must have one element per label. Classify does not
+// allocate.
 func (m *Model) Classify(pixels []byte, probs []float32) error {
 	if m.interp == nil {
 		return fmt.Errorf("tflite: classify: %w", ErrClosed)

@@ -15,9 +15,23 @@ import (
 	"testing"
 )
 
-const tinyPath = "testdata/tiny.tflite"
+const (
+	tinyPath      = "testdata/tiny.tflite"
+	tinyYCbCrPath = "testdata/tiny_ycbcr.tflite"
+)
 
-// tinyExpected is testdata/tiny_expected.json, written by
+// tinyModels are the exporter's fixtures, a grey one and a "ycbcr" one,
+// with their expected outputs.
+var tinyModels = []struct {
+	path, expected string
+	color          string
+	channels       int
+}{
+	{tinyPath, "testdata/tiny_expected.json", ColorGray, 1},
+	{tinyYCbCrPath, "testdata/tiny_ycbcr_expected.json", ColorYCbCr, 3},
+}
+
+// tinyExpected is a fixture's testdata/*_expected.json, written by
 // `models/export.py --tiny` with outputs from the same TFLite library.
 type tinyExpected struct {
 	Width, Height int
@@ -32,9 +46,9 @@ type tinyExpected struct {
 	}
 }
 
-func readTinyExpected(t *testing.T) tinyExpected {
+func readTinyExpected(t *testing.T, path string) tinyExpected {
 	t.Helper()
-	data, err := os.ReadFile("testdata/tiny_expected.json")
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +70,29 @@ func mustLoad(t testing.TB, path string, opts ...Option) *Model {
 }
 
 func TestClassifyTiny(t *testing.T) {
-	exp := readTinyExpected(t)
+	for _, tm := range tinyModels {
+		t.Run(tm.color, func(t *testing.T) { testClassifyTiny(t, tm.path, tm.expected, tm.color, tm.channels) })
+	}
+}
+
+func testClassifyTiny(t *testing.T, path, expected, color string, channels int) {
+	exp := readTinyExpected(t, expected)
+	var wantMeta Meta
+	if err := json.Unmarshal(exp.Metadata, &wantMeta); err != nil {
+		t.Fatal(err)
+	}
+	if in := wantMeta.Input; in.Color != color || in.Channels != channels {
+		t.Fatalf("%s describes input %q with %d channels, want %q with %d", expected, in.Color, in.Channels, color, channels)
+	}
 	for _, tc := range []struct {
 		xnnpack bool
 		threads int
 	}{{false, 1}, {false, 2}, {true, 1}, {true, 2}} {
 		t.Run(fmt.Sprintf("xnnpack=%t/threads=%d", tc.xnnpack, tc.threads), func(t *testing.T) {
-			m := mustLoad(t, tinyPath, WithXNNPACK(tc.xnnpack), WithThreads(tc.threads), WithExpect(exp.Task, len(exp.Labels)))
+			m := mustLoad(t, path, WithXNNPACK(tc.xnnpack), WithThreads(tc.threads), WithExpect(exp.Task, len(exp.Labels)))
+			if got := m.Meta(); !reflect.DeepEqual(got, wantMeta) {
+				t.Errorf("Meta() = %+v\nwant %+v", got, wantMeta)
+			}
 			taken, total := m.DelegatedNodes()
 			if tc.xnnpack && (taken == 0 || taken > total) {
 				t.Errorf("XNNPACK took %d of %d nodes, want some", taken, total)
@@ -72,6 +102,9 @@ func TestClassifyTiny(t *testing.T) {
 			}
 			probs := make([]float32, len(exp.Labels))
 			for _, c := range exp.Cases {
+				if n := exp.Width * exp.Height * channels; len(c.Pixels) != n {
+					t.Fatalf("%s: %d pixel bytes, want %d", c.Name, len(c.Pixels), n)
+				}
 				if err := m.Classify(c.Pixels, probs); err != nil {
 					t.Fatal(err)
 				}
@@ -104,18 +137,23 @@ func TestClassifyReference(t *testing.T) {
 		{seed: 2, h: 9, w: 7, k: 7},
 		{seed: 3, inScale: 1 / 127.5, inZero: -128}, // LUT path: q = round(p/2)-128
 		{seed: 4, inScale: 1.0 / 255, inZero: -100}, // LUT path with saturation
+		{seed: 5, c: 3}, // "ycbcr": interleaved Y Cb Cr bytes
+		{seed: 6, c: 3, inScale: 1 / 127.5, inZero: -128},
 	} {
 		path, net := fixtureFile(t, f)
 		f = f.withDefaults()
 		rng := rand.New(rand.NewPCG(f.seed, 99))
 		for _, xnnpack := range []bool{false, true} {
-			t.Run(fmt.Sprintf("seed=%d/xnnpack=%t", f.seed, xnnpack), func(t *testing.T) {
+			t.Run(fmt.Sprintf("seed=%d/c=%d/xnnpack=%t", f.seed, f.c, xnnpack), func(t *testing.T) {
 				m := mustLoad(t, path, WithXNNPACK(xnnpack))
 				wantFast := f.inScale == 1.0/255 && f.inZero == -128
 				if m.fastIn != wantFast {
 					t.Errorf("fast input path = %t, want %t", m.fastIn, wantFast)
 				}
-				pixels := make([]byte, f.h*f.w)
+				if got := m.Meta().Input.Channels; got != f.c {
+					t.Fatalf("Meta().Input.Channels = %d, want %d", got, f.c)
+				}
+				pixels := make([]byte, f.h*f.w*f.c)
 				probs := make([]float32, f.k)
 				for range 20 {
 					for i := range pixels {
@@ -127,8 +165,10 @@ func TestClassifyReference(t *testing.T) {
 					ref := net.reference(pixels)
 					sum := float32(0)
 					for i := range probs {
-						// A few int8 quanta of the logits and the output.
-						if d := math.Abs(float64(probs[i]) - ref[i]); d > 0.03 {
+						// A few int8 quanta of the logits and the output;
+						// three input channels triple the fixture's
+						// worst-case ranges, so its quanta are coarser.
+						if d := math.Abs(float64(probs[i]) - ref[i]); d > max(0.03, float64(net.logits.scale)/3) {
 							t.Fatalf("probs %v, float reference %v", probs, ref)
 						}
 						sum += probs[i]
@@ -162,7 +202,7 @@ func TestQuantize(t *testing.T) {
 }
 
 func TestMeta(t *testing.T) {
-	exp := readTinyExpected(t)
+	exp := readTinyExpected(t, tinyModels[0].expected)
 	m := mustLoad(t, tinyPath)
 	var want Meta
 	if err := json.Unmarshal(exp.Metadata, &want); err != nil {
@@ -207,6 +247,42 @@ func TestMeta(t *testing.T) {
 	}
 	if !reflect.DeepEqual(fm, wantF) {
 		t.Errorf("fixture Meta() = %+v\nwant %+v", fm, wantF)
+	}
+}
+
+// TestParseMetaColor: an input is grey with one channel or Y Cb Cr with
+// three; any other pairing would be fed the wrong bytes, so it is refused.
+func TestParseMetaColor(t *testing.T) {
+	for _, tc := range []struct {
+		color    string
+		channels int
+		ok       bool
+	}{
+		{"gray", 1, true},
+		{"ycbcr", 3, true},
+		{"ycbcr", 1, false},
+		{"gray", 3, false},
+		{"rgb", 3, false},
+		{"YCbCr", 3, false},
+		{"", 1, false},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", tc.color, tc.channels), func(t *testing.T) {
+			in, _ := json.Marshal(map[string]any{"width": 2, "height": 3, "channels": tc.channels, "color": tc.color})
+			m, err := parseMeta([]byte(`{"schema":1,"task":"age","labels":["x","y"],"input":` + string(in) + `,"framing":{"scale":1}}`))
+			if tc.ok {
+				if err != nil || m.Input.Color != tc.color || m.Input.Channels != tc.channels {
+					t.Fatalf("parseMeta() = %+v, %v; want input %q with %d channels", m.Input, err, tc.color, tc.channels)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalidModel) {
+				t.Fatalf("parseMeta() error = %v, want ErrInvalidModel", err)
+			}
+			want := fmt.Sprintf(`input color %q with %d channels not supported (want "gray" with 1 channel or "ycbcr" with 3)`, tc.color, tc.channels)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not say %q", err, want)
+			}
+		})
 	}
 }
 
@@ -287,6 +363,8 @@ func TestLoadErrors(t *testing.T) {
 		{"metadata duplicate label", mustFixture(t, fixture{meta: metaWith("labels", []string{"a", "b", "a"})}), nil, ErrInvalidModel, `"a" appears twice`},
 		{"metadata input size", mustFixture(t, fixture{meta: metaWith("input", map[string]any{"width": 6, "height": 5, "channels": 1, "color": "gray"})}), nil, ErrInvalidModel, "does not match input tensor"},
 		{"metadata color", mustFixture(t, fixture{meta: metaWith("input", map[string]any{"width": 5, "height": 6, "channels": 1, "color": "rgb"})}), nil, ErrInvalidModel, "color"},
+		{"metadata ycbcr on a grey tensor", mustFixture(t, fixture{meta: metaWith("input", map[string]any{"width": 5, "height": 6, "channels": 3, "color": "ycbcr"})}), nil, ErrInvalidModel, "5x6x3 (WxHxC) does not match input tensor 5x6x1"},
+		{"metadata gray on a colour tensor", mustFixture(t, fixture{c: 3, meta: metaWith("input", map[string]any{"width": 5, "height": 6, "channels": 1, "color": "gray"})}), nil, ErrInvalidModel, "5x6x1 (WxHxC) does not match input tensor 5x6x3"},
 		{"metadata framing", mustFixture(t, fixture{meta: metaWith("framing", map[string]any{"scale": 0})}), nil, ErrInvalidModel, "framing"},
 		{"metadata dataset_crop", mustFixture(t, fixture{meta: metaWith("dataset_crop", -1)}), nil, ErrInvalidModel, "dataset_crop"},
 		{"input float", mustFixture(t, fixture{inType: "FLOAT32"}), nil, ErrInvalidModel, "FLOAT32, want INT8"},
