@@ -1,4 +1,5 @@
-"""Loading FER2013 and UTKFace from ../shared/data into memory as grey uint8 arrays.
+"""Loading FER2013 and UTKFace from ../shared/data into memory as uint8 arrays
+(grey, or for colour models Y, Cb, Cr as Go's image.YCbCr holds them).
 
 Images are decoded once and cached under build/cache as .npz, so later runs
 start in seconds. The datasets' own crops are the models' framing: FER2013 is
@@ -36,8 +37,10 @@ def age_bin(age: int) -> int:
     return sum(age >= e for e in AGE_EDGES)
 
 
-def _to_gray(data: bytes, size: int | None, crop: float = 1.0) -> np.ndarray:
-    img = Image.open(io.BytesIO(data)).convert("L")
+def _decode(data: bytes, size: int | None, crop: float = 1.0, color: str = "gray") -> np.ndarray:
+    """One image, its central `crop` fraction resized to size x size: H x W grey, or
+    H x W x 3 Y, Cb, Cr (JFIF full range: the luma channel equals the grey image)."""
+    img = Image.open(io.BytesIO(data)).convert("L" if color == "gray" else "YCbCr")
     if crop != 1.0:
         w, h = img.size
         cw, ch = w * crop, h * crop
@@ -59,7 +62,7 @@ def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:
             if not m.isfile():
                 continue
             cls = m.name.split("/")[0]
-            xs.append(_to_gray(tf.extractfile(m).read(), 48))
+            xs.append(_decode(tf.extractfile(m).read(), 48))
             ys.append(EMOTIONS.index(cls))
     x, y = np.stack(xs), np.array(ys, dtype=np.int64)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -74,10 +77,11 @@ def parse_utk(name: str) -> tuple[int, int, int]:
     return age, (1 - g), race
 
 
-def load_utk(split: str, size: int, crop: float = UTK_CROP) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Returns images N x size x size uint8 (the central `crop` fraction of each
-    200x200 image, resized), ages, genders, races."""
-    cache = CACHE / f"utk_{split}_{size}_{crop:g}.npz"
+def load_utk(split: str, size: int, crop: float = UTK_CROP,
+             color: str = "gray") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Returns images N x size x size (x 3 for "ycbcr") uint8 (the central `crop`
+    fraction of each 200x200 image, resized), ages, genders, races."""
+    cache = CACHE / (f"utk_{split}_{size}_{crop:g}" + ("" if color == "gray" else f"_{color}") + ".npz")
     if cache.exists():
         z = np.load(cache)
         return z["x"], z["age"], z["gender"], z["race"]
@@ -87,7 +91,7 @@ def load_utk(split: str, size: int, crop: float = UTK_CROP) -> tuple[np.ndarray,
             if not m.isfile():
                 continue
             a, g, r = parse_utk(m.name)
-            xs.append(_to_gray(tf.extractfile(m).read(), size, crop))
+            xs.append(_decode(tf.extractfile(m).read(), size, crop, color))
             ages.append(a)
             genders.append(g)
             races.append(r)

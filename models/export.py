@@ -68,7 +68,7 @@ from tflite.BuiltinOptions import BuiltinOptions  # noqa: E402
 from tflite.Padding import Padding  # noqa: E402
 from tflite.TensorType import TensorType  # noqa: E402
 
-from net import Arch, EdgeNet, count_macs  # noqa: E402
+from net import COLORS, Arch, EdgeNet, count_macs, images_tensor, mirror_images  # noqa: E402
 
 TFLITE_LIB = ROOT / "build" / "tflite" / "linux_amd64" / "libtensorflowlite_c.so"
 MAX_BYTES = 1_000_000
@@ -137,10 +137,10 @@ def fold(ckpt: dict, head: str) -> Folded:
 
 @torch.no_grad()
 def float_batches(model: Folded, x: np.ndarray, bs: int = 128):
-    """Yields, per batch of x (N x H x W uint8), the float activations of every tensor that gets
+    """Yields, per batch of x (N x H x W or N x H x W x C uint8), the float activations of every tensor that gets
     its own quantization: each conv output (after ReLU), the pooled features, the logits."""
     for i in range(0, len(x), bs):
-        h = torch.from_numpy(x[i : i + bs]).float().div_(255).unsqueeze(1)
+        h = images_tensor(x[i : i + bs])
         acts = []
         for L in model.layers:
             if L.kind == "conv":
@@ -491,7 +491,7 @@ def simulate(model: Folded, cal: Calib, x: np.ndarray, bs: int = 256) -> np.ndar
     activation rounded to its quantization): within a few LSB of the runtime, and fast."""
     outs = []
     for i in range(0, len(x), bs):
-        h = torch.from_numpy(x[i : i + bs]).float().div_(255).unsqueeze(1)
+        h = images_tensor(x[i : i + bs])
         s, ci = INPUT_SCALE, 0
         for L in model.layers:
             if L.kind == "conv":
@@ -518,7 +518,7 @@ def correct_biases(model: Folded, cal: Calib, x: np.ndarray) -> Folded:
     activation rounding error; the weights are untouched."""
     layers = [Layer(L.kind, L.w, None if L.b is None else L.b.copy(), L.stride) for L in model.layers]
     out = Folded(model.arch, model.head, layers, model.labels)
-    hf = torch.from_numpy(x).float().div_(255).unsqueeze(1)
+    hf = images_tensor(x)
     hq = hf.clone()
     s, ci = INPUT_SCALE, 0
     for L in layers:
@@ -554,9 +554,9 @@ def build_graph(model: Folded, cal: Calib, pool: str) -> tuple[Graph, int, int]:
     """The int8 graph. pool: "avg" (AVERAGE_POOL_2D + RESHAPE) or "mean" (MEAN over H, W)."""
     size = model.arch.input_size
     g = Graph()
-    x = g.tensor("input", [1, size, size, 1], TensorType.INT8, q=QParams(INPUT_SCALE, INPUT_ZP, 0.0, 1.0))
+    cin, ci = model.arch.channels, 0
+    x = g.tensor("input", [1, size, size, cin], TensorType.INT8, q=QParams(INPUT_SCALE, INPUT_ZP, 0.0, 1.0))
     xq = QParams(INPUT_SCALE, INPUT_ZP, 0.0, 1.0)
-    cin, ci = 1, 0
     for li, L in enumerate(model.layers):
         if L.kind == "conv":
             out_q = cal.acts[ci]
@@ -715,7 +715,8 @@ class Interpreter:
         return self._y.copy()
 
     def run_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """pixels: H x W uint8 grey. Returns int8 softmax output (q = pixel - 128 on the way in)."""
+        """pixels: H x W grey or H x W x C uint8. Returns int8 softmax output (q = value - 128 on
+        the way in, every channel)."""
         return self.run((pixels.astype(np.int16) - 128).astype(np.int8))
 
     def close(self) -> None:
@@ -741,7 +742,7 @@ class Interpreter:
 
 
 def run_tflite(path: Path | str, x: np.ndarray, threads: int = 1, xnnpack: bool = False) -> np.ndarray:
-    """x: N x H x W uint8. Returns N x K int8 outputs."""
+    """x: N x H x W (x C) uint8. Returns N x K int8 outputs."""
     with Interpreter(path, threads, xnnpack) as it:
         return np.stack([it.run_pixels(im).reshape(-1) for im in x])
 
@@ -875,12 +876,13 @@ def read_model(path: Path | str) -> dict:
 # ----------------------------------------------------------------------------- export
 
 def metadata_json(task: str, labels: list[str], size: int, framing: dict, macs: int,
-                  dataset_crop: float, training: dict, flip_average: bool = False) -> bytes:
+                  dataset_crop: float, training: dict, flip_average: bool = False, color: str = "gray") -> bytes:
     meta = {
         "schema": 1,
         "task": task,
         "labels": labels,
-        "input": {"width": size, "height": size, "channels": 1, "color": "gray"},
+        # "ycbcr": pixel-interleaved Y, Cb, Cr, JFIF full range (Go's image.YCbCr)
+        "input": {"width": size, "height": size, "channels": COLORS[color], "color": color},
         "framing": framing,
         "flip_average": flip_average,
         "macs": int(macs),
@@ -906,7 +908,8 @@ def export_model(model: Folded, calib_x: np.ndarray, out: Path, task: str, frami
         model = correct_biases(model, cal, calib_x[:bias_images])
     g, inp, outp = build_graph(model, cal, pool)
     macs = count_macs(model.arch, model.head)
-    meta = metadata_json(task, model.labels, model.arch.input_size, framing, macs, dataset_crop, training)
+    meta = metadata_json(task, model.labels, model.arch.input_size, framing, macs, dataset_crop, training,
+                         color=model.arch.color)
     blob = serialize(g, [inp], [outp], f"edge {task} classifier", meta)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(blob)
@@ -929,12 +932,13 @@ def load_framing(path: Path, head: str) -> dict:
         return dict(DEFAULT_FRAMING)
 
 
-def load_head_data(head: str, split: str, size: int, crop: float) -> tuple[np.ndarray, np.ndarray]:
+def load_head_data(head: str, split: str, size: int, crop: float,
+                   color: str = "gray") -> tuple[np.ndarray, np.ndarray]:
     import data
 
     if head == "emotion":
         return data.load_fer(split)
-    x, age, gender, _ = data.load_utk(split, size, crop)
+    x, age, gender, _ = data.load_utk(split, size, crop, color)
     if head == "age":
         return x, np.array([data.age_bin(int(a)) for a in age])
     return x, np.asarray(gender)
@@ -976,7 +980,7 @@ def tiny_checkpoint(seed: int = 0, arch: Arch = TINY_ARCH, labels: list[str] | N
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = EdgeNet(arch).eval()
-    x = torch.from_numpy(smooth_images(256, arch.input_size, seed + 100)).float().div(255).unsqueeze(1)
+    x = images_tensor(smooth_inputs(256, arch, seed + 100))
     with torch.no_grad():
         h = x
         for m in net.features:
@@ -1024,24 +1028,38 @@ def smooth_images(n: int, size: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def tiny_inputs(size: int) -> list[np.ndarray]:
+def smooth_inputs(n: int, arch: Arch, seed: int = 0) -> np.ndarray:
+    """smooth_images shaped as arch's input: grey, or Y with two milder chroma planes."""
+    y = smooth_images(n, arch.input_size, seed)
+    if arch.channels == 1:
+        return y
+    chroma = [128 + (smooth_images(n, arch.input_size, seed + 1000 * c).astype(np.int16) - 128) // 2 for c in (1, 2)]
+    return np.stack([y, *chroma], -1).astype(np.uint8)
+
+
+def tiny_inputs(size: int, color: str = "gray") -> list[np.ndarray]:
     """The two fixed inputs of tiny_expected.json: a diagonal ramp (0 top-left to 255 bottom-right)
-    and a centred disc of grey 180 on grey 90."""
+    and a centred disc of grey 180 on grey 90. In colour (Y, Cb, Cr) the ramp is the luma of
+    the first with the disc as Cb and the mirrored ramp as Cr, the second the other way round."""
     yy, xx = np.mgrid[0:size, 0:size]
     ramp = ((xx + yy) * 255 // (2 * size - 2)).astype(np.uint8)
     disc = np.where((xx - size / 2 + 0.5) ** 2 + (yy - size / 2 + 0.5) ** 2 < (size / 3) ** 2, 180, 90).astype(np.uint8)
-    return [ramp, disc]
+    if color == "gray":
+        return [ramp, disc]
+    flipped = np.ascontiguousarray(ramp[:, ::-1])
+    return [np.stack([ramp, disc, flipped], -1), np.stack([disc, flipped, ramp], -1)]
 
 
-def write_tiny(out: Path) -> int:
+def write_tiny(out: Path, color: str = "gray") -> int:
     """Write the tiny model and <stem>_expected.json (int8 outputs through the real runtime)."""
-    ckpt = tiny_checkpoint(0, TINY_ARCH, TINY_LABELS)
+    arch = Arch.from_dict({**TINY_ARCH.to_dict(), "color": color})
+    ckpt = tiny_checkpoint(0, arch, TINY_LABELS)
     model = fold(ckpt, "test")
-    size = TINY_ARCH.input_size
-    calib_x = smooth_images(256, size, seed=1)
+    size = arch.input_size
+    calib_x = smooth_inputs(256, arch, seed=1)
     training = {"data": "random weights (models/export.py --tiny)", "epoch": 0}
     export_model(model, calib_x, out, "test", dict(DEFAULT_FRAMING), 1.0, training, "mean", "minmax")
-    ins = tiny_inputs(size)
+    ins = tiny_inputs(size, color)
     x = np.stack(ins)
     q = run_tflite(out, x)
     qx = run_tflite(out, x, xnnpack=True)
@@ -1050,7 +1068,7 @@ def write_tiny(out: Path) -> int:
     for i, name in enumerate(["ramp", "disc"]):
         cases.append({
             "name": name,
-            "pixels": x[i].ravel().tolist(),  # row-major H*W uint8 grey
+            "pixels": x[i].ravel().tolist(),  # row-major H*W uint8 grey, or H*W*3 Y, Cb, Cr
             "int8": q[i].tolist(),  # built-in kernels, 1 thread
             "int8_xnnpack": qx[i].tolist(),  # XNNPACK with the QS8 flag
             "probs": ((q[i].astype(np.float64) + 128) / 256).round(8).tolist(),
@@ -1060,7 +1078,7 @@ def write_tiny(out: Path) -> int:
     exp = {"model": out.name, "bytes": back["size"], "tflite": tflite_lib().TfLiteVersion().decode(),
            "width": size, "height": size, "labels": TINY_LABELS, "task": "test",
            "metadata": json.loads(back["metadata"]["edge"]),
-           "input": {"shape": [1, size, size, 1], "type": "int8", "scale": INPUT_SCALE, "zero_point": INPUT_ZP},
+           "input": {"shape": [1, size, size, arch.channels], "type": "int8", "scale": INPUT_SCALE, "zero_point": INPUT_ZP},
            "output": {"shape": [1, len(TINY_LABELS)], "type": "int8", "scale": SOFTMAX_SCALE, "zero_point": SOFTMAX_ZP},
            "ops": [op_name(o["code"]) for o in back["ops"]],
            "xnnpack_plan": execution_plan(out, xnnpack=True),
@@ -1095,11 +1113,12 @@ def main() -> int:
     ap.add_argument("--report", type=Path, help="default build/models/<head>_export.json")
     ap.add_argument("--val-limit", type=int, default=0, help="check only the first N val images (0: all)")
     ap.add_argument("--tiny", type=Path, metavar="OUT", help="write the tiny random test model (Go fixture) and exit")
+    ap.add_argument("--tiny-color", choices=sorted(COLORS), default="gray", help="--tiny: the model's input colour")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     if args.tiny:
-        return write_tiny(args.tiny)
+        return write_tiny(args.tiny, args.tiny_color)
     if not args.head:
         ap.error("--head is required (or --tiny OUT)")
 
@@ -1117,9 +1136,10 @@ def main() -> int:
 
     # UTKFace models record the central fraction of the aligned crops they were trained on.
     crop = 1.0 if head == "emotion" else float(ckpt.get("crop", data.UTK_CROP))
-    xtr, _ = load_head_data(head, "train", size, crop)
+    color = model.arch.color
+    xtr, _ = load_head_data(head, "train", size, crop, color)
     calib_x = calibration_images(xtr, args.calib)
-    xva, yva = load_head_data(head, "val", size, crop)
+    xva, yva = load_head_data(head, "val", size, crop, color)
     if args.val_limit:
         xva, yva = xva[: args.val_limit], yva[: args.val_limit]
 
@@ -1148,7 +1168,7 @@ def main() -> int:
     checked = {"built-in kernels": res, "XNNPACK": res_x}
     int8_accuracy = res["int8_accuracy"]
     if args.flip_average:
-        mirror = np.ascontiguousarray(xva[..., ::-1])
+        mirror = mirror_images(xva)
         logits_flip = np.log(softmax(logits) + softmax(float_forward(model, mirror)))
         for r, qq, xnn in ((res, q, False), (res_x, qx, True)):
             q_flip = (qq.astype(np.float64) + run_tflite(out, mirror, args.threads, xnnpack=xnn)) / 2
@@ -1165,7 +1185,7 @@ def main() -> int:
     training["calibration"] = (f"{len(calib_x)} train images, {args.calib_mode} ranges, bias correction on "
                                f"{min(args.bias_correction, len(calib_x))}")
     meta = metadata_json(head, model.labels, size, framing, count_macs(model.arch, head), crop, training,
-                         args.flip_average)
+                         args.flip_average, color)
     nbytes = rewrite_metadata(g, out, head, meta)
     back = read_model(out)
     assert json.loads(back["metadata"]["edge"]) == json.loads(meta) and back["buffers_aligned"]

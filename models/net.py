@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
+
+COLORS = {"gray": 1, "ycbcr": 3}  # input colour -> channels
 
 
 @dataclass
@@ -23,6 +26,13 @@ class Arch:
     # heads: name -> number of classes. One shared trunk, one linear layer per head.
     heads: dict[str, int] = field(default_factory=lambda: {"emotion": 7})
     dropout: float = 0.3
+    # "gray" (1 channel) or "ycbcr" (3: Y, Cb, Cr, JFIF full range as Go's image.YCbCr, so the
+    # pipeline feeds the luma plane it already has and the camera's own chroma planes)
+    color: str = "gray"
+
+    @property
+    def channels(self) -> int:
+        return COLORS[self.color]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +58,7 @@ class EdgeNet(nn.Module):
         super().__init__()
         self.arch = arch
         layers: list[nn.Module] = []
-        cin = 1
+        cin = arch.channels
         for si, (ch, n) in enumerate(arch.stages):
             for ci in range(n):
                 stride = arch.stem_stride if (si == 0 and ci == 0) else 1
@@ -62,7 +72,7 @@ class EdgeNet(nn.Module):
         self.heads = nn.ModuleDict({name: nn.Linear(cin, k) for name, k in arch.heads.items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x: N x 1 x H x W grey in [0, 1]. Returns logits per head."""
+        """x: N x C x H x W in [0, 1] (images_tensor). Returns logits per head."""
         f = self.pool(self.features(x)).flatten(1)
         f = self.dropout(f)
         return {name: head(f) for name, head in self.heads.items()}
@@ -70,7 +80,7 @@ class EdgeNet(nn.Module):
 
 def count_macs(arch: Arch, head: str | None = None) -> int:
     """Multiply-adds of one inference through the trunk and one head (all heads if None)."""
-    size, cin, macs = arch.input_size, 1, 0
+    size, cin, macs = arch.input_size, arch.channels, 0
     for si, (ch, n) in enumerate(arch.stages):
         for ci in range(n):
             stride = arch.stem_stride if (si == 0 and ci == 0) else 1
@@ -105,8 +115,16 @@ def load_deepened(model: EdgeNet, old: Arch, state: dict[str, torch.Tensor]) -> 
     """Loads a trained network into `model`, whose trunk has the same stage widths
     and at least as many convs per stage (Net2Net deepening). Each stage's first
     convs take the trained weights; the added ones, which follow them, are
-    returned for the caller to start as identity maps (init_identity)."""
+    returned for the caller to start as identity maps (init_identity). A grey
+    network grows into a "ycbcr" one with zero weights on Cb and Cr: its luma
+    channel is the grey image, so it starts as exactly the grey model."""
     new = model.arch
+    if old.color != new.color:
+        if (old.color, new.color) != ("gray", "ycbcr"):
+            raise ValueError(f"cannot turn a {old.color} network into a {new.color} one")
+        w = state["features.0.0.weight"]
+        state = dict(state)
+        state["features.0.0.weight"] = torch.cat([w, torch.zeros_like(w).repeat(1, 2, 1, 1)], 1)
     if [c for c, _ in old.stages] != [c for c, _ in new.stages] or any(
         n_new < n_old for (_, n_old), (_, n_new) in zip(old.stages, new.stages)
     ):
@@ -131,7 +149,7 @@ def load_deepened(model: EdgeNet, old: Arch, state: dict[str, torch.Tensor]) -> 
 def init_identity(model: EdgeNet, blocks: list[nn.Module], x: torch.Tensor) -> None:
     """Starts added ConvBNReLU blocks as identity maps of their (non-negative,
     post-ReLU) input: the conv copies channel i to channel i and the BatchNorm,
-    given the input's per-channel statistics on `x` (N x 1 x H x W images), undoes
+    given the input's per-channel statistics on `x` (N x C x H x W images), undoes
     its own normalisation, in eval mode exactly and in training mode up to the
     batch's deviation from them. The statistics are those of training mode (the
     trunk's BatchNorms normalising by batch), where training resumes; the trunk's
@@ -163,3 +181,16 @@ def init_identity(model: EdgeNet, blocks: list[nn.Module], x: torch.Tensor) -> N
         bn.running_mean.copy_(mean)
         bn.running_var.copy_(var)
     model.train(was_training)
+
+
+def images_tensor(x: np.ndarray) -> torch.Tensor:
+    """uint8 images as the dataset loaders return them (N x H x W grey, N x H x W x 3
+    colour) -> float N x C x H x W in [0, 1], the networks' input."""
+    t = torch.from_numpy(np.ascontiguousarray(x)).float().div_(255)
+    return t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2).contiguous()
+
+
+def mirror_images(x: np.ndarray) -> np.ndarray:
+    """The horizontal mirror images of N x H x W or N x H x W x C images (pixels move,
+    a colour pixel's channels stay in order), as pipeline.Mirror computes them."""
+    return np.ascontiguousarray(x[:, :, ::-1])

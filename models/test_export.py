@@ -283,23 +283,27 @@ class ExportTest(unittest.TestCase):
                             self.assertLessEqual(np.abs(want - b).max(), 1)
 
     def test_tiny_fixture(self) -> None:
-        """The committed Go fixture still loads and gives its recorded outputs, and --tiny
-        regenerates it byte for byte."""
-        path = E.ROOT / "tflite" / "testdata" / "tiny.tflite"
-        exp = json.loads((E.ROOT / "tflite" / "testdata" / "tiny_expected.json").read_text())
-        for case in exp["cases"]:
-            px = np.array(case["pixels"], dtype=np.uint8).reshape(exp["height"], exp["width"])
-            np.testing.assert_array_equal(E.run_tflite(path, px[None])[0], case["int8"])
-            np.testing.assert_array_equal(E.run_tflite(path, px[None], xnnpack=True)[0], case["int8_xnnpack"])
-            self.assertEqual(int(np.argmax(case["int8"])), int(np.argmax(case["probs_float"])))
-        info = E.read_model(path)
-        self.assertEqual(json.loads(info["metadata"]["edge"])["task"], "test")
-        with tempfile.TemporaryDirectory() as d:
-            p = Path(d) / "tiny.tflite"
-            subprocess.run([sys.executable, str(HERE / "export.py"), "--tiny", str(p)], check=True,
-                           capture_output=True)
-            self.assertEqual(p.read_bytes(), path.read_bytes(), "--tiny output changed: regenerate the fixture")
-            self.assertEqual(json.loads((Path(d) / "tiny_expected.json").read_text())["cases"], exp["cases"])
+        """The committed Go fixtures (grey and Y, Cb, Cr) still load and give their recorded
+        outputs, and --tiny regenerates them byte for byte."""
+        for name, color, channels in (("tiny", "gray", 1), ("tiny_ycbcr", "ycbcr", 3)):
+            with self.subTest(name):
+                path = E.ROOT / "tflite" / "testdata" / f"{name}.tflite"
+                exp = json.loads((E.ROOT / "tflite" / "testdata" / f"{name}_expected.json").read_text())
+                self.assertEqual(exp["input"]["shape"], [1, exp["height"], exp["width"], channels])
+                for case in exp["cases"]:
+                    px = np.array(case["pixels"], dtype=np.uint8).reshape(exp["height"], exp["width"], channels)
+                    np.testing.assert_array_equal(E.run_tflite(path, px[None])[0], case["int8"])
+                    np.testing.assert_array_equal(E.run_tflite(path, px[None], xnnpack=True)[0], case["int8_xnnpack"])
+                    self.assertEqual(int(np.argmax(case["int8"])), int(np.argmax(case["probs_float"])))
+                meta = json.loads(E.read_model(path)["metadata"]["edge"])
+                self.assertEqual(meta["task"], "test")
+                self.assertEqual((meta["input"]["color"], meta["input"]["channels"]), (color, channels))
+                with tempfile.TemporaryDirectory() as d:
+                    p = Path(d) / f"{name}.tflite"
+                    subprocess.run([sys.executable, str(HERE / "export.py"), "--tiny", str(p), "--tiny-color", color],
+                                   check=True, capture_output=True)
+                    self.assertEqual(p.read_bytes(), path.read_bytes(), "--tiny output changed: regenerate the fixture")
+                    self.assertEqual(json.loads((Path(d) / f"{name}_expected.json").read_text())["cases"], exp["cases"])
 
 
 class SmokeCheckpointTest(unittest.TestCase):

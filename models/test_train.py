@@ -120,5 +120,52 @@ class DeepenTest(unittest.TestCase):
                                   self.trained.state_dict())
 
 
+
+class ColorTest(unittest.TestCase):
+    """Y, Cb, Cr input: a grey network grown into colour starts as the grey model, and the
+    helpers keep a colour pixel's channels together."""
+
+    def setUp(self) -> None:
+        torch.manual_seed(0)
+        self.grey = Arch(input_size=16, stages=[(4, 1), (8, 1)], heads={"gender": 2})
+        self.trained = EdgeNet(self.grey).eval()
+        rng = np.random.default_rng(1)
+        self.x = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+
+    def test_grown_from_grey_ignores_chroma_at_first(self) -> None:
+        model = EdgeNet(Arch(**{**self.grey.to_dict(), "color": "ycbcr"}))
+        self.assertEqual(net.load_deepened(model, self.grey, self.trained.state_dict()), [])
+        model.eval()
+        self.assertEqual(model.features[0][0].weight.shape[1], 3)
+        with torch.no_grad():
+            got = model(net.images_tensor(self.x))["gender"]
+            want = self.trained(net.images_tensor(self.x[..., 0]))["gender"]
+            torch.testing.assert_close(got, want)
+            # the chroma weights start at zero, not the network: they train
+            grey_chroma = self.x.copy()
+            grey_chroma[..., 1:] = 128
+            torch.testing.assert_close(model(net.images_tensor(grey_chroma))["gender"], got)
+        with self.assertRaises(ValueError):
+            net.load_deepened(EdgeNet(self.grey), model.arch, model.state_dict())
+
+    def test_tensor_and_mirror_layouts(self) -> None:
+        t = net.images_tensor(self.x)
+        self.assertEqual(tuple(t.shape), (6, 3, 16, 16))
+        self.assertAlmostEqual(float(t[2, 1, 3, 4]), self.x[2, 3, 4, 1] / 255, places=6)
+        self.assertEqual(tuple(net.images_tensor(self.x[..., 0]).shape), (6, 1, 16, 16))
+        m = net.mirror_images(self.x)
+        np.testing.assert_array_equal(m[:, :, 0], self.x[:, :, 15])  # whole pixels move, channels in order
+        np.testing.assert_array_equal(net.mirror_images(self.x[..., 0]), self.x[:, :, ::-1, 0])
+
+    def test_augment_keeps_neutral_chroma_neutral(self) -> None:
+        x = net.images_tensor(self.x)
+        x[:, 1:] = 128 / 255
+        out = train.augment(x, torch.Generator().manual_seed(0))
+        self.assertEqual(tuple(out.shape), tuple(x.shape))
+        # geometry, cutout and saturation move no neutral chroma off neutral; luma does change
+        torch.testing.assert_close(out[:, 1:], torch.full_like(out[:, 1:], 128 / 255), atol=2e-3, rtol=0)
+        self.assertGreater(float((out[:, 0] - x[:, 0]).abs().mean()), 0.01)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,8 +1,10 @@
-"""Train edge's classifiers on CPU or CUDA: `python3 models/train.py --task emotion|agegender`.
+"""Train edge's classifiers on CPU or CUDA: `python3 models/train.py --task emotion|agegender|gender`.
 
 emotion   : FER2013 48x48 grey, 7 classes.
 agegender : UTKFace, one shared trunk with an age-category head (5 classes) and a
             gender head (2 classes); export.py writes each head as its own model.
+gender    : UTKFace, the gender head alone (the whole trunk serves gender); --init
+            may start it from an agegender checkpoint, whose age head is dropped.
 
 Recipe: batched on-the-fly augmentation (flip, rotation, scale, shift,
 brightness/contrast, cutout), label smoothing, mildly re-weighted rare classes
@@ -29,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 import data
-from net import Arch, EdgeNet, count_macs, init_identity, load_deepened
+from net import COLORS, Arch, EdgeNet, count_macs, images_tensor, init_identity, load_deepened, mirror_images
 
 OUT = data.ROOT / "build" / "models"
 
@@ -43,7 +45,7 @@ TRUNKS = {
     # 60 M); grown from a trained small network with --init, the added conv starting as an identity map
     "small-deep": [(16, 1), (32, 2), (64, 2), (128, 3)],
 }
-HEADS = {"emotion": {"emotion": 7}, "agegender": {"age": 5, "gender": 2}}
+HEADS = {"emotion": {"emotion": 7}, "agegender": {"age": 5, "gender": 2}, "gender": {"gender": 2}}
 
 
 def make_arch(task: str, trunk: str, input_size: int = 48) -> Arch:
@@ -53,8 +55,11 @@ def make_arch(task: str, trunk: str, input_size: int = 48) -> Arch:
 def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """Random affine (flip, rotation, scale, shift), photometric jitter and cutout, batched.
 
-    x is N x 1 x H x W in [0, 1]. Pixels pulled from outside the image are mid grey,
-    as the Go pipeline fills crops that reach past the frame.
+    x is N x C x H x W in [0, 1], grey or Y, Cb, Cr. Pixels pulled from outside the
+    image are mid grey (0.5 in every channel, neutral chroma included), as the Go
+    pipeline fills crops that reach past the frame. Brightness and contrast act on
+    the grey or luma channel; colour images also get a saturation jitter (chroma
+    scaled about neutral), as cameras and white balance differ.
     """
     n, dev = x.shape[0], x.device
 
@@ -69,11 +74,17 @@ def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
-    # brightness / contrast / gamma-ish jitter
+    # brightness / contrast jitter
     c = u(0.7, 1.3).view(n, 1, 1, 1)
     b = u(-0.15, 0.15).view(n, 1, 1, 1)
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    x = (x - mean) * c + mean + b
+    y = x[:, :1]
+    mean = y.mean(dim=(2, 3), keepdim=True)
+    y = (y - mean) * c + mean + b
+    if x.shape[1] > 1:
+        sat = u(0.6, 1.4).view(n, 1, 1, 1)
+        x = torch.cat([y, (x[:, 1:] - 0.5) * sat + 0.5], 1)
+    else:
+        x = y
     # cutout: one square of a quarter of the side on half the images
     h = x.shape[-1]
     s = h // 4
@@ -127,7 +138,7 @@ def predict(model: EdgeNet, x: np.ndarray, dev: str, bs: int = 512, mirror: bool
     model.eval()
     outs: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(x), bs):
-        xb = torch.from_numpy(x[i : i + bs]).float().div_(255).unsqueeze(1).to(dev)
+        xb = images_tensor(x[i : i + bs]).to(dev)
         z = model(xb)
         if mirror:
             zm = model(xb.flip(3))
@@ -195,13 +206,13 @@ def teacher_targets(paths: list[Path], task: str, heads: list[str], ytr: dict[st
     head. The labels of the images the teacher sees are checked against the
     student's, so data in another order fails loudly."""
     soft: dict[str, list[torch.Tensor]] = {}
-    images: dict[tuple[int, float], tuple[np.ndarray, dict[str, np.ndarray]]] = {}  # teachers sharing a framing
+    images: dict[tuple[int, float, str], tuple[np.ndarray, dict[str, np.ndarray]]] = {}  # teachers sharing a framing
     for p in paths:
         ck = torch.load(p, map_location="cpu")
         arch, head = Arch.from_dict(ck["arch"]), ck["head"]
         if head not in heads:
             raise SystemExit(f"--teacher {p}: saved for head {head!r}, not one of {heads}")
-        key = (arch.input_size, ck.get("crop", 1.0 if task == "emotion" else data.UTK_CROP))
+        key = (arch.input_size, ck.get("crop", 1.0 if task == "emotion" else data.UTK_CROP), arch.color)
         if key not in images:
             if task == "emotion":
                 x, y = data.load_fer("train")
@@ -240,6 +251,8 @@ def main() -> None:
                     "anneals (0: run it whole); a later --init stage anneals from the best checkpoint")
     ap.add_argument("--init", type=Path, help="start from this checkpoint's weights (a warm restart: a second one-cycle "
                     "schedule from a trained model)")
+    ap.add_argument("--color", choices=sorted(COLORS), help="UTKFace only: input colour (default: the --init "
+                    "checkpoint's, else gray); a gray --init grows into ycbcr with zero chroma weights")
     ap.add_argument("--crop", type=float, help="UTKFace only: the central fraction of its 200x200 aligned crops the "
                     "model sees (default: the --init checkpoint's, else %g)" % data.UTK_CROP)
     ap.add_argument("--aug-strength", type=float, default=1.0, help="scale of the geometric augmentation")
@@ -277,15 +290,24 @@ def main() -> None:
     init = torch.load(args.init, map_location="cpu") if args.init else None
     if init is not None:
         init_arch = Arch.from_dict(init["arch"])
-        if set(init_arch.heads) != set(HEADS[args.task]):
-            ap.error(f"--init {args.init}: heads {sorted(init_arch.heads)} are not task {args.task}'s {sorted(HEADS[args.task])}")
+        if not set(HEADS[args.task]) <= set(init_arch.heads):
+            ap.error(f"--init {args.init}: heads {sorted(init_arch.heads)} lack task {args.task}'s {sorted(HEADS[args.task])}")
+        # a narrower task starts from the shared trunk and its own heads; the others are dropped
+        init["state"] = {k: v for k, v in init["state"].items()
+                         if not k.startswith("heads.") or k.split(".")[1] in HEADS[args.task]}
+        init_arch.heads = {h: k for h, k in init_arch.heads.items() if h in HEADS[args.task]}
         arch = Arch.from_dict(init["arch"])
+        arch.heads = dict(init_arch.heads)
         if args.trunk:
             arch.stages = TRUNKS[args.trunk]
         if args.input_size:
             arch.input_size = args.input_size
     else:
         arch = make_arch(args.task, args.trunk or "base", args.input_size or 48)
+    if args.color:
+        if args.task == "emotion" and args.color != "gray":
+            ap.error("FER2013 is grey: --color applies to UTKFace tasks only")
+        arch.color = args.color
     heads = list(arch.heads)
     if args.crop is not None and not 0 < args.crop <= 1:
         ap.error(f"--crop {args.crop}: a fraction of the aligned crop, in (0, 1]")
@@ -311,8 +333,8 @@ def main() -> None:
         weights = {"emotion": class_weights(ytr, k, 0.3)}
         labels = {"emotion": data.EMOTIONS}
     else:
-        xtr, atr, gtr, _ = data.load_utk("train", arch.input_size, crop)
-        xva, ava, gva, _ = data.load_utk("val", arch.input_size, crop)
+        xtr, atr, gtr, _ = data.load_utk("train", arch.input_size, crop, arch.color)
+        xva, ava, gva, _ = data.load_utk("val", arch.input_size, crop, arch.color)
         ka, kg = len(data.AGE_BINS), len(data.GENDERS)
         abin = np.array([data.age_bin(int(a)) for a in atr])
         ta = torch.from_numpy(soft_age_targets(atr))
@@ -345,10 +367,12 @@ def main() -> None:
             ap.error(f"--init {args.init} --trunk {args.trunk}: {e}")
         if added:
             # identity maps of the trained trunk's features on un-augmented training images
-            init_identity(model, added, torch.from_numpy(xtr[:2048]).float().div_(255).unsqueeze(1))
+            init_identity(model, added, images_tensor(xtr[:2048]))
             print(f"deepened {init_arch.stages} -> {arch.stages}: {len(added)} added conv(s) start as identity maps", flush=True)
+        if init_arch.color != arch.color:
+            print(f"input {init_arch.color} -> {arch.color}: the added channels start with zero weights", flush=True)
     calib_x = None
-    xva_mirror = np.ascontiguousarray(xva[..., ::-1]) if args.flip_average else None
+    xva_mirror = mirror_images(xva) if args.flip_average else None
     if args.qat:
         from export import CALIB_IMAGES, calibration_images
         from qat import QuantNet
@@ -364,7 +388,6 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15, div_factor=20, final_div_factor=200
     )
-    xtr_t = torch.from_numpy(xtr)
     macs = {h: count_macs(arch, h) for h in heads}
     print(f"task={args.task} device={dev} threads={torch.get_num_threads()} train={len(xtr)} val={len(xva)} "
           f"crop={crop:g} macs={macs} params={sum(p.numel() for p in model.parameters())}", flush=True)
@@ -388,7 +411,7 @@ def main() -> None:
         tot_loss, correct, seen = 0.0, {h: 0 for h in heads}, 0
         for i in range(0, len(xtr), args.batch):
             idx = perm[i : i + args.batch]
-            xb = augment(xtr_t[idx].float().div_(255).unsqueeze(1), g, args.aug_strength).to(dev)
+            xb = augment(images_tensor(xtr[idx.numpy()]), g, args.aug_strength).to(dev)
             out = model(xb)
             loss = sum(soft_ce(out[h], ttr[h][idx].to(dev), None if weights[h] is None else weights[h].to(dev)) for h in heads)
             if args.qat_consistency:
