@@ -76,7 +76,7 @@ test-smoke: tflite-lib
 	$(PY) models/train.py --task agegender --smoke --init $(BUILD)/smoke/gender.pt --crop 1.0 --teacher $(BUILD)/smoke/gender.pt --out $(BUILD)/smoke/crop
 	$(PY) models/export.py --head gender --ckpt $(BUILD)/smoke/crop/gender.pt --out $(BUILD)/smoke/crop/gender.tflite --calib 256 --val-limit 512 --report $(BUILD)/smoke/crop/gender.json
 	$(PY) models/train.py --task agegender --smoke --init $(BUILD)/smoke/crop/gender.pt --input-size 72 --stop-epoch 1 --out $(BUILD)/smoke/size
-	$(PY) models/train.py --task gender --smoke --init $(BUILD)/smoke/crop/gender.pt --trunk small-deep --color ycbcr --out $(BUILD)/smoke/color
+	$(PY) models/train.py --task gender --smoke --init $(BUILD)/smoke/crop/gender.pt --trunk small-deep --color ycbcr --lr 1e-3 --out $(BUILD)/smoke/color
 	$(PY) models/export.py --head gender --ckpt $(BUILD)/smoke/color/gender.pt --out $(BUILD)/smoke/color/gender.tflite --calib 256 --val-limit 512 --report $(BUILD)/smoke/color/gender.json
 
 # Training: `make models` trains and exports all three (hours on a 2-core CPU;
