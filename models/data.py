@@ -3,8 +3,9 @@
 
 Images are decoded once and cached under build/cache as .npz, so later runs
 start in seconds. The datasets' own crops are the models' framing: FER2013 is
-kept at its native 48x48; UTKFace's 200x200 aligned crops are resized whole
-(area averaging, as the Go pipeline does) to the model input size.
+kept at its native 48x48; UTKFace's 200x200 aligned crops are shrunk to the
+model input size with the Go pipeline's own arithmetic (`area_resize`), from
+the JPEG's own Y, Cb, Cr, so a model trains on the pixels edge will feed it.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ RACES = ["white", "black", "asian", "indian", "others"]
 UTK_CROP = 0.8
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "build" / "cache"
+# v2: images decoded as Y, Cb, Cr and shrunk by exact area averaging (v1 went
+# through RGB and PIL's BOX filter).
+CACHE = ROOT / "build" / "cache" / "v2"
 
 
 def data_dir() -> Path:
@@ -37,17 +40,49 @@ def age_bin(age: int) -> int:
     return sum(age >= e for e in AGE_EDGES)
 
 
+def area_resize(img: np.ndarray, x0: float, y0: float, side: float, size: int) -> np.ndarray:
+    """The square of img (H x W, or H x W x C) at (x0, y0) with the given side,
+    shrunk to size x size: each output pixel is the exact area average of the
+    source pixels under it (fractional ones weighted by their overlap), rounded
+    half up. This is pipeline.Crop's arithmetic when shrinking; PIL's BOX
+    filter weights whole pixels instead and differs by about one grey level on
+    average at 200 -> 64, which cost the colour gender model 0.3 points when
+    trained on one and run on the other."""
+    k = side / size
+    h, w = img.shape[:2]
+    if k < 1 or x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h:
+        raise ValueError(f"area_resize: square ({x0}, {y0}) side {side} of a {w}x{h} image to {size}: "
+                         "only shrinking inside the image is supported")
+
+    def weights(lo: float, n: int) -> np.ndarray:
+        edges = lo + k * np.arange(size + 1)
+        left, right = edges[:-1, None], edges[1:, None]
+        px = np.arange(n)[None, :]
+        return np.clip(np.minimum(right, px + 1) - np.maximum(left, px), 0, None) / k
+
+    wy, wx = weights(y0, h), weights(x0, w)
+    out = np.einsum("uy,yx...,vx->uv...", wy, img.astype(np.float64), wx, optimize=True)
+    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+
+
 def _decode(data: bytes, size: int | None, crop: float = 1.0, color: str = "gray") -> np.ndarray:
     """One image, its central `crop` fraction resized to size x size: H x W grey, or
-    H x W x 3 Y, Cb, Cr (JFIF full range: the luma channel equals the grey image)."""
-    img = Image.open(io.BytesIO(data)).convert("L" if color == "gray" else "YCbCr")
-    if crop != 1.0:
-        w, h = img.size
-        cw, ch = w * crop, h * crop
-        img = img.crop((round((w - cw) / 2), round((h - ch) / 2), round((w + cw) / 2), round((h + ch) / 2)))
-    if size is not None and img.size != (size, size):
-        img = img.resize((size, size), Image.BOX)
-    return np.asarray(img, dtype=np.uint8)
+    H x W x 3 Y, Cb, Cr (JFIF full range). A colour JPEG is decoded straight to
+    Y, Cb, Cr, as Go's image/jpeg does, and its grey image is its Y plane,
+    which is what the Go camera sources call luma."""
+    img = Image.open(io.BytesIO(data))
+    if img.format == "JPEG" and img.mode in ("RGB", "YCbCr"):
+        img.draft("YCbCr", img.size)  # no round trip through RGB
+    if color == "gray":
+        img = img.getchannel(0) if img.mode == "YCbCr" else img.convert("L")
+    else:
+        img = img.convert("YCbCr")
+    x = np.asarray(img, dtype=np.uint8)
+    h, w = x.shape[:2]
+    side = min(w, h) * crop
+    if size is None or (side == size and w == h and crop == 1.0):
+        return x
+    return area_resize(x, (w - side) / 2, (h - side) / 2, side, size)
 
 
 def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Tests for models/train.py's offline distillation targets (no training data needed).
+"""Tests for models/train.py and data.py that need no training data.
 
     /usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
 """
@@ -169,3 +169,41 @@ class ColorTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AreaResizeTest(unittest.TestCase):
+    """data.area_resize must compute what pipeline.Crop and ResizeGray compute
+    when shrinking (the cases of pipeline/crop_test.go's TestResizeGray), so a
+    model trains on the pixels edge feeds it."""
+
+    @staticmethod
+    def ramp(w: int, h: int) -> np.ndarray:
+        return (np.arange(w)[None, :] + 10 * np.arange(h)[:, None]).astype(np.uint8)
+
+    def test_cases_shared_with_go(self) -> None:
+        cases = [
+            # [0,1.5): (0 + 0.5*90)/1.5 = 30; [1.5,3): (0.5*90 + 180)/1.5 = 150, on each row.
+            ("fractional area average", np.tile(np.uint8([0, 90, 180]), (3, 1)), 0, 0, 3, 2,
+             np.uint8([[30, 150], [30, 150]])),
+            ("to a single pixel, half rounds up", self.ramp(4, 4), 0, 0, 4, 1, np.uint8([[17]])),  # mean 16.5
+            ("identity", self.ramp(3, 3), 0, 0, 3, 3, self.ramp(3, 3)),
+            # rows [1,3.5) of columns [1,3.5): weights 1, 1, 0.5 on each axis.
+            ("fractional origin", self.ramp(4, 4), 1, 1, 2.5, 1,
+             np.uint8([[round((11 + 12 + 0.5 * 13 + 21 + 22 + 0.5 * 23 + 0.5 * (31 + 32 + 0.5 * 33)) / 6.25)]])),
+        ]
+        for name, img, x0, y0, side, size, want in cases:
+            with self.subTest(name):
+                np.testing.assert_array_equal(data.area_resize(img, x0, y0, side, size), want)
+
+    def test_channels_are_resized_alike(self) -> None:
+        img = np.stack([self.ramp(4, 4), 255 - self.ramp(4, 4), np.full((4, 4), 128, np.uint8)], axis=-1)
+        got = data.area_resize(img, 0, 0, 4, 2)
+        self.assertEqual(got.shape, (2, 2, 3))
+        for c in range(3):
+            np.testing.assert_array_equal(got[..., c], data.area_resize(img[..., c], 0, 0, 4, 2))
+
+    def test_rejects_enlarging_and_squares_outside(self) -> None:
+        img = self.ramp(4, 4)
+        for x0, y0, side, size in [(0, 0, 2, 3), (1, 0, 4, 2), (0, -0.5, 3, 2)]:
+            with self.subTest(x0=x0, y0=y0, side=side, size=size), self.assertRaises(ValueError):
+                data.area_resize(img, x0, y0, side, size)
