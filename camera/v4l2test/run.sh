@@ -23,6 +23,8 @@
 #                                waits for the reader to take each frame)
 #   EDGE_V4L2_PEOPLE=N           headcount of the sample (default 6)
 #   V4L2VM_TIMEOUT=SECONDS       kill the VM after this long (default 900)
+#   V4L2VM_ACCEL=auto|kvm|tcg    how qemu runs the guest (default auto: KVM
+#                                if /dev/kvm boots the kernel, else TCG)
 #   V4L2VM_VERBOSE=1             show the whole serial console
 #   V4L2VM_DIR=DIR               build and cache folder (default build/v4l2vm)
 set -euo pipefail
@@ -167,18 +169,34 @@ if [[ ${1:-} == --build-only ]]; then
 	exit 0
 fi
 
-# 6. Boot. KVM when this machine has it, else TCG.
+# 6. Boot. KVM when this machine has it and it works, else TCG. Nested KVM
+# can be present and still broken: on some AMD hosts qemu aborts setting an MSR
+# ("failed to set MSR 0x10a"), or the guest hangs before its first line. A
+# kernel without an initramfs panics within seconds under a working KVM, so
+# that boot is the probe; a broken one costs 20 seconds, not the VM timeout.
+kvm_works() {
+	[[ -r /dev/kvm && -w /dev/kvm ]] || return 1
+	local probe
+	probe=$(timeout -k 5 20 qemu-system-x86_64 -m 256 -smp 1 -nographic -no-reboot -nic none \
+		-enable-kvm -cpu host -kernel "$kernel" -append "console=ttyS0 panic=-1" </dev/null 2>&1 | tr -d '\r') || true
+	grep -q 'Kernel panic' <<<"$probe" && return 0
+	say "KVM is present but does not boot the kernel: $(grep -m1 -E 'error|Assertion' <<<"$probe" || echo 'no output in 20s')"
+	return 1
+}
+case ${V4L2VM_ACCEL:-auto} in
+auto) if kvm_works; then mode=kvm; else mode=tcg; fi ;;
+kvm | tcg) mode=$V4L2VM_ACCEL ;;
+*) die "V4L2VM_ACCEL=$V4L2VM_ACCEL: want auto, kvm or tcg" ;;
+esac
 accel=(-cpu max)
-if [[ -r /dev/kvm && -w /dev/kvm ]]; then
-	accel=(-enable-kvm -cpu host)
-fi
+[[ $mode == kvm ]] && accel=(-enable-kvm -cpu host)
 cmdline="console=ttyS0 quiet panic=-1 no_timer_check edge.driver=$driver"
 [[ -n $sabotage ]] && cmdline+=" edge.sabotage=$sabotage"
 [[ -n $only ]] && cmdline+=" edge.only=$only"
 [[ $verbose == 1 ]] && cmdline+=" edge.verbose=1"
 [[ $driver == edge ]] && cmdline+=" edge.tasks=${EDGE_V4L2_TASKS:-gender}"
 log=$out/console.log
-say "booting $kver (${accel[0]#-}, $(du -m "$initrd" | cut -f1) MiB initramfs), timeout ${vm_timeout}s; console: $log"
+say "booting $kver ($mode, $(du -m "$initrd" | cut -f1) MiB initramfs), timeout ${vm_timeout}s; console: $log"
 boot=$(date +%s)
 cpu0=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
 set +e
