@@ -65,7 +65,7 @@ def area_resize(img: np.ndarray, x0: float, y0: float, side: float, size: int) -
     return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
 
 
-def _decode(data: bytes, size: int | None, crop: float = 1.0, color: str = "gray") -> np.ndarray:
+def _decode(data: bytes, size: int, crop: float = 1.0, color: str = "gray") -> np.ndarray:
     """One image, its central `crop` fraction resized to size x size: H x W grey, or
     H x W x 3 Y, Cb, Cr (JFIF full range). A colour JPEG is decoded straight to
     Y, Cb, Cr, as Go's image/jpeg does, and its grey image is its Y plane,
@@ -80,8 +80,6 @@ def _decode(data: bytes, size: int | None, crop: float = 1.0, color: str = "gray
     x = np.asarray(img, dtype=np.uint8)
     h, w = x.shape[:2]
     side = min(w, h) * crop
-    if size is None or (side == size and w == h and crop == 1.0):
-        return x
     return area_resize(x, (w - side) / 2, (h - side) / 2, side, size)
 
 

@@ -174,11 +174,12 @@ fi
 # ("failed to set MSR 0x10a"), or the guest hangs before its first line. A
 # kernel without an initramfs panics within seconds under a working KVM, so
 # that boot is the probe; a broken one costs 20 seconds, not the VM timeout.
+qemu=(qemu-system-x86_64 -smp 1 -nographic -no-reboot -nic none)
 kvm_works() {
 	[[ -r /dev/kvm && -w /dev/kvm ]] || return 1
 	local probe
-	probe=$(timeout -k 5 20 qemu-system-x86_64 -m 256 -smp 1 -nographic -no-reboot -nic none \
-		-enable-kvm -cpu host -kernel "$kernel" -append "console=ttyS0 panic=-1" </dev/null 2>&1 | tr -d '\r') || true
+	probe=$(timeout -k 5 20 "${qemu[@]}" -m 256 -enable-kvm -cpu host -kernel "$kernel" \
+		-append "console=ttyS0 panic=-1" </dev/null 2>&1 | tr -d '\r') || true
 	grep -q 'Kernel panic' <<<"$probe" && return 0
 	say "KVM is present but does not boot the kernel: $(grep -m1 -E 'error|Assertion' <<<"$probe" || echo 'no output in 20s')"
 	return 1
@@ -200,7 +201,7 @@ say "booting $kver ($mode, $(du -m "$initrd" | cut -f1) MiB initramfs), timeout 
 boot=$(date +%s)
 cpu0=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
 set +e
-timeout -k 10 "$vm_timeout" qemu-system-x86_64 -m 1024 -smp 1 -nographic -no-reboot -nic none \
+timeout -k 10 "$vm_timeout" "${qemu[@]}" -m 1024 \
 	"${accel[@]}" -kernel "$kernel" -initrd "$initrd" -append "$cmdline" </dev/null 2>&1 |
 	tr -d '\r' | tee "$log" |
 	if [[ $verbose == 1 ]]; then cat; else grep --line-buffered -E '^EDGE-|Kernel panic|BUG:|Oops'; fi
