@@ -39,6 +39,8 @@ deps-apt:
 
 APT_PACKAGES := python3-torch python3-torchvision libopenblas0 python3-numpy python3-pil python3-matplotlib \
 	python3-flatbuffers flatbuffers-compiler mosquitto ffmpeg chromium-headless-shell systemd
+# The fleet collector's tests run a real PostgreSQL (collect/pgtest).
+APT_PACKAGES += postgresql
 
 deps-go:
 	go mod download
