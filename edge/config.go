@@ -30,6 +30,7 @@ type Config struct {
 	DeviceID        string        `envconfig:"DEVICE_ID" default:"" desc:"device id (MQTT topic level; empty: the host name)"`
 	Tasks           []string      `envconfig:"TASKS" default:"emotion,age,gender" desc:"classifiers to run: any of emotion,age,gender (EU AI Act Art. 5(1)(f): no emotion inference at workplaces or in education)"`
 	Interval        time.Duration `envconfig:"PUBLISH_INTERVAL" default:"60s" desc:"length of a statistics window"`
+	LongWindow      time.Duration `envconfig:"LONG_WINDOW" default:"1h" desc:"also publish a long window (kind hour) over everyone seen in it, whose larger groups carry breakdowns short windows withhold (0: off)"`
 	MinGroup        int           `envconfig:"MIN_GROUP" default:"5" desc:"withhold breakdowns that would describe fewer people than this (1 disables)"`
 	MinFace         int           `envconfig:"MIN_FACE" default:"48" desc:"smallest face side in pixels the detector looks for (smaller is slower)"`
 	ClassifyMinFace int           `envconfig:"CLASSIFY_MIN_FACE" default:"60" desc:"smallest face side in pixels that is classified; smaller faces are counted as unclassified"`
@@ -120,6 +121,9 @@ func (c *Config) validate() error {
 	}
 	if c.Interval < time.Second {
 		bad("PUBLISH_INTERVAL", "%v: want at least 1s", c.Interval)
+	}
+	if c.LongWindow != 0 && c.LongWindow < max(c.Interval, time.Second) {
+		bad("LONG_WINDOW", "%v: want 0 (off) or at least EDGE_PUBLISH_INTERVAL (%v)", c.LongWindow, c.Interval)
 	}
 	if c.DiagInterval < time.Second {
 		bad("DIAGNOSTICS_INTERVAL", "%v: want at least 1s", c.DiagInterval)

@@ -121,6 +121,7 @@ func edgeEnv(t *testing.T, broker string, extra ...string) []string {
 		"EDGE_DEPARTMENT=e2e",
 		"EDGE_DEVICE_ID=cam-1",
 		"EDGE_MIN_GROUP=1",
+		"EDGE_LONG_WINDOW=0", // tests that want long windows set it (the last value wins)
 		"EDGE_LOG_LEVEL=debug",
 		"PATH=" + os.Getenv("PATH"),
 	}
@@ -201,6 +202,73 @@ func TestRunCountsDistinctPeople(t *testing.T) {
 	}
 	t.Logf("window: people_seen %d, unclassified %d, gender %v, age %v, emotion %v",
 		s.PeopleSeen, s.Unclassified, s.Gender.Counts, s.Age.Counts, s.Emotion.Counts)
+}
+
+// TestRunLongWindowPublishesWhatShortWindowsWithhold plays the sample in
+// real time with 4 s windows and a long window covering the whole run. The
+// sample's six people are 2 women and 4 men (TestRunCountsDistinctPeople):
+// with EDGE_MIN_GROUP=2 a 4-second window that classified one woman or one
+// man withholds gender (measured: 2 of the 3 do), while the long window of
+// everyone publishes 2 and 4. (At the default 5 even the long window of six
+// people withholds: no split of 6 into nonzero cells of at least 5 exists.)
+func TestRunLongWindowPublishesWhatShortWindowsWithhold(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	broker := mqtttest.StartMosquitto(t)
+	col := collectStats(t, broker.URL())
+	// 24h: a 12-second run crosses a day boundary with a chance of 1 in
+	// 7200, against 1 in 300 for an hour (the window would be split in two).
+	cmd, _ := startEdge(t, edgeEnv(t, broker.URL(), "EDGE_SOURCE=../camera/testdata/people.tar",
+		"EDGE_FPS=10", "EDGE_PUBLISH_INTERVAL=4s", "EDGE_LONG_WINDOW=24h", "EDGE_MIN_GROUP=2"))
+	waitExit(t, cmd, 3*time.Minute)
+	got := col.waitFor(t, 10*time.Second, func(s []mqtt.Stats) bool {
+		return slices.ContainsFunc(s, func(s mqtt.Stats) bool { return s.Kind == mqtt.KindHour })
+	})
+	time.Sleep(200 * time.Millisecond)
+	got = col.snapshot()
+	var short, long []mqtt.Stats
+	for _, s := range got {
+		switch s.Kind {
+		case mqtt.KindWindow:
+			short = append(short, s)
+		case mqtt.KindHour:
+			long = append(long, s)
+		default:
+			t.Errorf("window %d: kind %q, want %q or %q", s.Window, s.Kind, mqtt.KindWindow, mqtt.KindHour)
+		}
+	}
+	if len(long) != 1 {
+		t.Fatalf("%d long windows, want 1 covering the run: %+v", len(long), long)
+	}
+	l := long[0]
+	if l.Window != 1 || l.PeopleSeen != samplePeople || l.Frames.Processed+l.Frames.Dropped != 120 {
+		t.Errorf("long window %d: people_seen %d, frames %+v; want id 1, %d people and the sample's 120 frames",
+			l.Window, l.PeopleSeen, l.Frames, samplePeople)
+	}
+	if l.Gender == nil || l.Gender.Counts["female"] != 2 || l.Gender.Counts["male"] != 4 {
+		t.Errorf("long window: gender %+v (withheld %v), want female 2 male 4 published", l.Gender, l.Withheld)
+	}
+	var frames uint64
+	withheld := 0
+	for i, s := range short {
+		if s.Window != uint64(i+1) {
+			t.Errorf("short window ids %d at position %d: the sequences must not mix", s.Window, i)
+		}
+		frames += s.Frames.Processed
+		if s.Gender == nil {
+			withheld++
+		}
+		t.Logf("short window %d: people_seen %d, gender %v, withheld %v", s.Window, s.PeopleSeen, s.Gender, s.Withheld)
+	}
+	if frames != l.Frames.Processed {
+		t.Errorf("short windows processed %d frames, the long one %d: want the same", frames, l.Frames.Processed)
+	}
+	if withheld == 0 {
+		t.Errorf("every short window published gender: the long window showed nothing new")
+	}
+	t.Logf("long window: people_seen %d, gender %v, age %v, emotion %v, withheld %v; %d of %d short windows withheld gender",
+		l.PeopleSeen, l.Gender, l.Age, l.Emotion, l.Withheld, withheld, len(short))
 }
 
 // TestRunLabelsStableAcrossWindows plays the part of the sample where four

@@ -206,6 +206,7 @@ func pipelineConfig(cfg Config) pipeline.Config {
 	p.Classify.Every = cfg.ClassEvery
 	p.Classify.MinFaceSize = float64(max(cfg.MinFace, cfg.ClassifyMinFace))
 	p.Interval = cfg.Interval
+	p.LongWindow = cfg.LongWindow
 	p.MinGroup = cfg.MinGroup
 	// A file read as fast as it is processed loses nothing: capture waits
 	// for processing instead of dropping frames as it must for a camera.
@@ -273,15 +274,20 @@ func (t *teeSink) Publish(ctx context.Context, s mqtt.Stats) error {
 	err := t.pub.Publish(ctx, s)
 	// Show the message as published: the publisher fills these in.
 	s.Schema, s.Device, s.Department = mqtt.SchemaVersion, t.device, t.department
+	if s.Kind == "" {
+		s.Kind = mqtt.KindWindow
+	}
 	if err == nil {
-		s.Window = t.pub.LastWindow()
+		s.Window = t.pub.LastWindowOf(s.Kind)
 	}
 	if t.stdout != nil {
 		t.mu.Lock()
 		json.NewEncoder(t.stdout).Encode(s)
 		t.mu.Unlock()
 	}
-	if t.preview != nil {
+	// The preview shows the latest short window; an hour's people seen
+	// is not what the page's "now" means.
+	if t.preview != nil && !s.IsHour() {
 		t.preview.SetStats(s)
 	}
 	return err

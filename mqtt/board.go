@@ -11,24 +11,25 @@ import (
 	"time"
 )
 
-// Board keeps the latest stats of every department and device and renders
-// them as text tables, one per department, aggregated across its devices.
+// Board keeps the latest stats of every department, device and window kind
+// and renders them as text tables, one per department and kind, aggregated
+// across its devices: the short windows and, apart, the long (hourly) ones.
 // The zero Board is ready to use and safe for concurrent use.
 type Board struct {
 	mu     sync.Mutex
-	latest map[[2]string]Stats // (department, device) → latest window
+	latest map[[3]string]Stats // (department, kind, device) → latest window
 }
 
-// Update records s if it is newer than the device's current window (a lower
-// window id from a device whose state was reset replaces it too when its end
-// time is later).
+// Update records s if it is newer than the device's current window of its
+// kind (a lower window id from a device whose state was reset replaces it
+// too when its end time is later).
 func (b *Board) Update(s Stats) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.latest == nil {
-		b.latest = map[[2]string]Stats{}
+		b.latest = map[[3]string]Stats{}
 	}
-	k := [2]string{s.Department, s.Device}
+	k := [3]string{s.Department, kindOf(s), s.Device}
 	if old, ok := b.latest[k]; ok && s.Window <= old.Window && !s.End.After(old.End) {
 		return
 	}
@@ -47,9 +48,20 @@ type TaskSummary struct {
 	Reporting, Withheld int
 }
 
-// DepartmentSummary aggregates the latest window of each device of a department.
+// kindOf is s.Kind, KindWindow when absent.
+func kindOf(s Stats) string {
+	if s.Kind == "" {
+		return KindWindow
+	}
+	return s.Kind
+}
+
+// DepartmentSummary aggregates the latest window of one kind of each device
+// of a department.
 type DepartmentSummary struct {
-	Department   string
+	Department string
+	// Kind is KindWindow or KindHour.
+	Kind         string
 	Devices      []Stats // latest window per device, by device name
 	PeopleNow    int
 	PeopleSeen   int
@@ -61,20 +73,27 @@ type DepartmentSummary struct {
 	Tasks map[string]TaskSummary // by task name; only tasks some device reported or withheld
 }
 
-// Summaries aggregates the board per department, sorted by department.
+// Summaries aggregates the board per department and kind, sorted by
+// department, short windows before long ones.
 func (b *Board) Summaries() []DepartmentSummary {
 	b.mu.Lock()
-	byDept := map[string][]Stats{}
+	byDept := map[[2]string][]Stats{}
 	for k, s := range b.latest {
-		byDept[k[0]] = append(byDept[k[0]], s)
+		byDept[[2]string{k[0], k[1]}] = append(byDept[[2]string{k[0], k[1]}], s)
 	}
 	b.mu.Unlock()
 
 	out := make([]DepartmentSummary, 0, len(byDept))
-	for _, dept := range slices.Sorted(maps.Keys(byDept)) {
-		devs := byDept[dept]
+	keys := slices.SortedFunc(maps.Keys(byDept), func(a, b [2]string) int {
+		if c := strings.Compare(a[0], b[0]); c != 0 {
+			return c
+		}
+		return kindRank(a[1]) - kindRank(b[1])
+	})
+	for _, key := range keys {
+		devs := byDept[key]
 		slices.SortFunc(devs, func(a, b Stats) int { return strings.Compare(a.Device, b.Device) })
-		d := DepartmentSummary{Department: dept, Devices: devs, Tasks: map[string]TaskSummary{}}
+		d := DepartmentSummary{Department: key[0], Kind: key[1], Devices: devs, Tasks: map[string]TaskSummary{}}
 		var dwell float64
 		for _, s := range devs {
 			d.PeopleNow += s.PeopleNow
@@ -125,7 +144,14 @@ func (b *Board) Summaries() []DepartmentSummary {
 	return out
 }
 
-// Render writes one block per department: the aggregate over its devices,
+func kindRank(kind string) int {
+	if kind == KindWindow {
+		return 0
+	}
+	return 1
+}
+
+// Render writes one block per department and kind: the aggregate over its devices,
 // the per-task shares, and a table of its devices' latest windows.
 func (b *Board) Render(w io.Writer) error {
 	sums := b.Summaries()
@@ -138,7 +164,11 @@ func (b *Board) Render(w io.Writer) error {
 		if i > 0 {
 			fmt.Fprintln(ew)
 		}
-		fmt.Fprintf(ew, "== %s: %d device(s), latest window end %s ==\n", d.Department, len(d.Devices), d.End.Format(time.RFC3339))
+		what := "latest window"
+		if d.Kind == KindHour {
+			what = "hourly windows (people seen over the hour), latest end"
+		}
+		fmt.Fprintf(ew, "== %s: %d device(s), %s %s ==\n", d.Department, len(d.Devices), what, d.End.Format(time.RFC3339))
 		fmt.Fprintf(ew, "people now %d   seen %d   unclassified %d   dwell mean %.1fs\n",
 			d.PeopleNow, d.PeopleSeen, d.Unclassified, d.DwellSecondsMean)
 		for _, task := range Tasks() {

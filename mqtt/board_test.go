@@ -85,30 +85,61 @@ func TestBoard(t *testing.T) {
 	}
 }
 
+// Long windows are kept and summed apart from the short ones: an hour's
+// people seen never replaces or adds to a device's latest short window.
+func TestBoardKinds(t *testing.T) {
+	var b Board
+	short := sampleStats(0)
+	short.Department, short.Device, short.Window, short.PeopleSeen = "assembly", "cam-1", 40, 5
+	hour := sampleStats(0)
+	hour.Department, hour.Device, hour.Window, hour.Kind, hour.PeopleSeen = "assembly", "cam-1", 2, KindHour, 61
+	hour.End = short.End.Add(time.Hour)
+	b.Update(short)
+	b.Update(hour) // lower id, other sequence: must not be taken for a reset of the short one
+	sums := b.Summaries()
+	if len(sums) != 2 || sums[0].Kind != KindWindow || sums[1].Kind != KindHour {
+		t.Fatalf("summaries: %+v", sums)
+	}
+	if sums[0].PeopleSeen != 5 || sums[1].PeopleSeen != 61 {
+		t.Fatalf("people seen: short %d hour %d, want 5 and 61", sums[0].PeopleSeen, sums[1].PeopleSeen)
+	}
+	var buf bytes.Buffer
+	if err := b.Render(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if out := buf.String(); !strings.Contains(out, "== assembly: 1 device(s), latest window") || !strings.Contains(out, "== assembly: 1 device(s), hourly windows") {
+		t.Errorf("render does not show both kinds apart:\n%s", out)
+	}
+}
+
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("boom") }
 
 func TestDeduper(t *testing.T) {
 	d := newDeduper(3)
+	const w, h = KindWindow, KindHour
 	steps := []struct {
-		dept, dev string
-		window    uint64
-		first     bool
+		dept, dev, kind string
+		window          uint64
+		first           bool
 	}{
-		{"a", "cam-1", 1, true},
-		{"a", "cam-1", 1, false},
-		{"a", "cam-2", 1, true}, // other device
-		{"b", "cam-1", 1, true}, // other department
-		{"a", "cam-1", 2, true},
-		{"a", "cam-1", 3, true},
-		{"a", "cam-1", 2, false},
-		{"a", "cam-1", 4, true}, // evicts 1
-		{"a", "cam-1", 1, true}, // a device whose state was reset starts again
-		{"a", "cam-1", 4, false},
+		{"a", "cam-1", w, 1, true},
+		{"a", "cam-1", w, 1, false},
+		{"a", "cam-2", w, 1, true}, // other device
+		{"b", "cam-1", w, 1, true}, // other department
+		{"a", "cam-1", h, 1, true}, // the hourly sequence is another one
+		{"a", "cam-1", h, 1, false},
+		{"a", "cam-1", w, 2, true},
+		{"a", "cam-1", w, 3, true},
+		{"a", "cam-1", w, 2, false},
+		{"a", "cam-1", w, 4, true}, // evicts 1
+		{"a", "cam-1", w, 1, true}, // a device whose state was reset starts again
+		{"a", "cam-1", w, 4, false},
+		{"a", "cam-1", h, 1, false}, // not evicted by the short windows
 	}
 	for i, s := range steps {
-		if got := d.first(s.dept, s.dev, s.window); got != s.first {
+		if got := d.first(s.dept, s.dev, s.kind, s.window); got != s.first {
 			t.Fatalf("step %d %+v: first = %v", i, s, got)
 		}
 	}

@@ -71,6 +71,14 @@ func shareTemplate(task, label string) string {
 		"{%% else %%}None{%% endif %%}", task, label)
 }
 
+// shortWindowsOnly makes a sensor keep its state ("this.state") on the long
+// windows that share the stats topic: the sensors show the latest short
+// window, and an hour's people seen is not a headcount.
+func shortWindowsOnly(tmpl string) string {
+	return "{% if value_json.get('kind', '" + KindWindow + "') != '" + KindWindow + "' %}{{ this.state }}{% else %}" +
+		tmpl + "{% endif %}"
+}
+
 // discoveryConfigs builds the retained Home Assistant discovery configs of
 // the device: headcount, people seen and one share sensor per task label.
 func discoveryConfigs(cfg Config, topics Topics) ([]discoveryMessage, error) {
@@ -89,7 +97,7 @@ func discoveryConfigs(cfg Config, topics Topics) ([]discoveryMessage, error) {
 			Name:                name,
 			UniqueID:            node + "_" + object,
 			StateTopic:          topics.Stats,
-			ValueTemplate:       tmpl,
+			ValueTemplate:       shortWindowsOnly(tmpl),
 			AvailabilityTopic:   topics.Status,
 			PayloadAvailable:    string(StatusOnline),
 			PayloadNotAvailable: string(StatusOffline),

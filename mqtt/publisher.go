@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,15 +38,16 @@ type Publisher struct {
 	log     *slog.Logger
 	topics  Topics
 	client  paho.Client
-	q       *queue
 	lock    *os.File
 	started time.Time
+	// streams are the window sequences by kind: short windows first, then
+	// the long ones. Each has its own queue and id sequence, so a long
+	// window never waits behind an hour of short ones, nor they behind it.
+	streams []*stream
 
-	mu         sync.Mutex // guards lastWindow and closed; held while persisting a window
-	lastWindow uint64
-	closed     bool
+	mu     sync.Mutex // guards the streams' last ids and closed; held while persisting a window
+	closed bool
 
-	wake    chan struct{} // a window was queued
 	connEvt chan struct{} // the connection came up
 	haEvt   chan struct{} // Home Assistant announced itself online
 	stop    chan struct{}
@@ -107,29 +109,31 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("component", "mqtt", "device", cfg.Device)
-	q, err := openQueue(cfg.StateDir, cfg.MaxQueue, cfg.MaxQueueAge, log)
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	last, err := readWindowCounter(cfg.StateDir)
-	if err != nil {
-		lock.Close()
-		return nil, err
+	var streams []*stream
+	for _, k := range []struct{ kind, dir string }{
+		{KindWindow, cfg.StateDir},
+		// The long windows keep their queue and counter one level down,
+		// so a state directory from before they existed is read as is.
+		{KindHour, filepath.Join(cfg.StateDir, hourDirName)},
+	} {
+		st, err := openStream(k.kind, k.dir, cfg, log)
+		if err != nil {
+			lock.Close()
+			return nil, err
+		}
+		streams = append(streams, st)
 	}
 	p := &Publisher{
-		cfg:        cfg,
-		log:        log,
-		topics:     topics,
-		q:          q,
-		lock:       lock,
-		started:    time.Now(),
-		lastWindow: max(last, q.maxID()),
-		wake:       make(chan struct{}, 1),
-		connEvt:    make(chan struct{}, 1),
-		haEvt:      make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		connCh:     make(chan struct{}),
+		cfg:     cfg,
+		log:     log,
+		topics:  topics,
+		streams: streams,
+		lock:    lock,
+		started: time.Now(),
+		connEvt: make(chan struct{}, 1),
+		haEvt:   make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		connCh:  make(chan struct{}),
 	}
 	opts.SetOnConnectHandler(func(paho.Client) { p.onConnect() }).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { p.onConnectionLost(err) }).
@@ -140,13 +144,56 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 		})
 	p.client = paho.NewClient(opts)
 
-	p.wg.Add(2)
-	go p.sendLoop()
+	p.wg.Add(1 + len(streams))
+	for _, st := range streams {
+		go p.sendLoop(st)
+	}
 	go p.controlLoop()
 	p.client.Connect() // retries in the background until Close
 	log.Info("mqtt: publisher started", "broker", redactURL(u.String()), "stats_topic", topics.Stats,
-		"queued", q.len(), "last_window", p.lastWindow)
+		"queued", p.QueueLen(), "last_window", streams[0].last, "last_hour_window", streams[1].last)
 	return p, nil
+}
+
+// hourDirName is the subdirectory of the state directory that holds the
+// long windows' queue and counter.
+const hourDirName = "hour"
+
+// stream is the window sequence of one kind: its durable queue and the last
+// id assigned (guarded by Publisher.mu).
+type stream struct {
+	kind string
+	q    *queue
+	last uint64
+	wake chan struct{} // a window was queued
+}
+
+func openStream(kind, dir string, cfg Config, log *slog.Logger) (*stream, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("mqtt: create state directory for %s windows: %w", kind, err)
+	}
+	q, err := openQueue(dir, cfg.MaxQueue, cfg.MaxQueueAge, log.With("kind", kind))
+	if err != nil {
+		return nil, err
+	}
+	last, err := readWindowCounter(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &stream{kind: kind, q: q, last: max(last, q.maxID()), wake: make(chan struct{}, 1)}, nil
+}
+
+// stream returns the sequence of a kind ("" is KindWindow); nil when unknown.
+func (p *Publisher) stream(kind string) *stream {
+	if kind == "" {
+		kind = KindWindow
+	}
+	for _, st := range p.streams {
+		if st.kind == kind {
+			return st
+		}
+	}
+	return nil
 }
 
 // Topics returns the device's topics.
@@ -155,19 +202,40 @@ func (p *Publisher) Topics() Topics { return p.topics }
 // Connected reports whether the connection to the broker is up right now.
 func (p *Publisher) Connected() bool { return p.client.IsConnectionOpen() }
 
-// QueueLen is the number of windows waiting on disk for acknowledgement.
-func (p *Publisher) QueueLen() int { return p.q.len() }
+// QueueLen is the number of windows (of every kind) waiting on disk for
+// acknowledgement.
+func (p *Publisher) QueueLen() int {
+	n := 0
+	for _, st := range p.streams {
+		n += st.q.len()
+	}
+	return n
+}
 
-// Dropped counts windows dropped since start because the queue exceeded
-// Config.MaxQueue or Config.MaxQueueAge (or a queued file was unreadable).
-func (p *Publisher) Dropped() uint64 { return p.q.dropped.Load() }
+// Dropped counts windows (of every kind) dropped since start because a
+// queue exceeded Config.MaxQueue or Config.MaxQueueAge (or a queued file
+// was unreadable). The bounds apply to each kind's queue on its own.
+func (p *Publisher) Dropped() uint64 {
+	var n uint64
+	for _, st := range p.streams {
+		n += st.q.dropped.Load()
+	}
+	return n
+}
 
-// LastWindow is the id of the last window accepted by Publish (or found in
-// the state directory at start).
-func (p *Publisher) LastWindow() uint64 {
+// LastWindow is the id of the last short window ([KindWindow]) accepted by
+// Publish (or found in the state directory at start).
+func (p *Publisher) LastWindow() uint64 { return p.LastWindowOf(KindWindow) }
+
+// LastWindowOf is LastWindow for the sequence of the given kind; 0 for an
+// unknown kind.
+func (p *Publisher) LastWindowOf(kind string) uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.lastWindow
+	if st := p.stream(kind); st != nil {
+		return st.last
+	}
+	return 0
 }
 
 // BrokerState returns the connection and queue state reported in diagnostics.
@@ -187,8 +255,9 @@ func (p *Publisher) BrokerState() BrokerState {
 // Publish queues one window for delivery and returns once it is durably on
 // disk; delivery happens in the background, in window order, surviving
 // broker outages and restarts. Device and Department default to the
-// Config's and must match it when set. A zero Window gets the next id of the
-// device's persisted sequence; a non-zero one must exceed LastWindow.
+// Config's and must match it when set. Each kind has its own persisted id
+// sequence: a zero Window gets the next id of its kind's sequence; a
+// non-zero one must exceed LastWindowOf(s.Kind).
 func (p *Publisher) Publish(ctx context.Context, s Stats) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -213,24 +282,22 @@ func (p *Publisher) Publish(ctx context.Context, s Stats) error {
 	if p.closed {
 		return ErrClosed
 	}
+	st := p.stream(s.Kind) // Validate rejected unknown kinds
 	switch {
 	case s.Window == 0:
-		s.Window = p.lastWindow + 1
-	case s.Window <= p.lastWindow:
-		return fmt.Errorf("%w: window %d is not after the last window %d", ErrWindowOrder, s.Window, p.lastWindow)
+		s.Window = st.last + 1
+	case s.Window <= st.last:
+		return fmt.Errorf("%w: %s window %d is not after the last one %d", ErrWindowOrder, s.Kind, s.Window, st.last)
 	}
 	data, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("mqtt: encode stats: %w", err)
 	}
-	if err := p.q.put(s.Window, data); err != nil {
+	if err := st.q.put(s.Window, data); err != nil {
 		return err
 	}
-	p.lastWindow = s.Window
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	st.last = s.Window
+	signal(st.wake)
 	return nil
 }
 
@@ -276,10 +343,10 @@ func (p *Publisher) PublishDiagnostics(ctx context.Context, d Diagnostics) error
 func (p *Publisher) Flush(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for p.q.len() > 0 {
+	for p.QueueLen() > 0 {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("mqtt: flush with %d windows queued: %w", p.q.len(), ctx.Err())
+			return fmt.Errorf("mqtt: flush with %d windows queued: %w", p.QueueLen(), ctx.Err())
 		case <-p.stop:
 			return ErrClosed
 		case <-t.C:
@@ -335,7 +402,7 @@ func (p *Publisher) close(ctx context.Context) error {
 	if err := p.lock.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("mqtt: unlock state directory: %w", err))
 	}
-	p.log.Info("mqtt: publisher closed", "queued", p.q.len(), "last_window", p.LastWindow())
+	p.log.Info("mqtt: publisher closed", "queued", p.QueueLen(), "last_window", p.LastWindow(), "last_hour_window", p.LastWindowOf(KindHour))
 	return errors.Join(errs...)
 }
 
@@ -395,36 +462,37 @@ func (p *Publisher) connSignal() <-chan struct{} {
 
 // --- background goroutines ---
 
-// sendLoop delivers the queue oldest first, one window in flight at a time.
-func (p *Publisher) sendLoop() {
+// sendLoop delivers one kind's queue oldest first, one window in flight at
+// a time.
+func (p *Publisher) sendLoop(st *stream) {
 	defer p.wg.Done()
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := minBackoff
 	for {
-		id, data, ok := p.q.next()
+		id, data, ok := st.q.next()
 		if !ok {
 			select {
 			case <-p.stop:
 				return
-			case <-p.wake:
+			case <-st.wake:
 				continue
 			}
 		}
 		if !p.waitConnected() {
 			return
 		}
-		if !p.q.pin(id) {
+		if !st.q.pin(id) {
 			continue // dropped by the queue bounds while waiting for the broker
 		}
 		err := p.awaitAck(p.client.Publish(p.topics.Stats, 1, false, data))
 		if err != nil {
-			p.q.unpin()
+			st.q.unpin()
 		}
 		switch {
 		case errors.Is(err, ErrClosed):
 			return
 		case err != nil:
-			p.log.Warn("mqtt: window not acknowledged; will send it again", "window", id, "err", err, "retry_in", backoff)
+			p.log.Warn("mqtt: window not acknowledged; will send it again", "kind", st.kind, "window", id, "err", err, "retry_in", backoff)
 			if !p.sleep(backoff) {
 				return
 			}
@@ -432,8 +500,8 @@ func (p *Publisher) sendLoop() {
 			continue
 		}
 		backoff = minBackoff
-		p.q.done(id)
-		p.log.Debug("mqtt: window delivered", "window", id, "queued", p.q.len())
+		st.q.done(id)
+		p.log.Debug("mqtt: window delivered", "kind", st.kind, "window", id, "queued", st.q.len())
 	}
 }
 

@@ -55,7 +55,7 @@ func TestPublishReceiveAndStatus(t *testing.T) {
 			msgs := c.wait(t, 5*time.Second, "stats", func(m []rawMsg) bool { return len(filterTopic(m, topics.Stats)) > 0 })
 			got := filterTopic(msgs, topics.Stats)[0]
 			want := in
-			want.Schema, want.Device, want.Department, want.Window = SchemaVersion, "cam-1", "assembly", 1
+			want.Schema, want.Kind, want.Device, want.Department, want.Window = SchemaVersion, KindWindow, "cam-1", "assembly", 1
 			wantJSON, _ := json.Marshal(want)
 			if got.Payload != string(wantJSON) || got.Retained {
 				t.Fatalf("received %q (retained %v)\nwant     %s (not retained)", got.Payload, got.Retained, wantJSON)
@@ -510,6 +510,72 @@ func TestWindowIDPersists(t *testing.T) {
 	p = newPublisher(t, cfg)
 	if p.LastWindow() != 10 || p.QueueLen() != 0 {
 		t.Fatalf("with an empty queue: last window %d queue %d, want 10 and 0", p.LastWindow(), p.QueueLen())
+	}
+}
+
+// Long windows have their own id sequence, queue and counter: they neither
+// take ids from the short windows nor reset with them, and both survive a
+// restart. Delivery puts both kinds on the stats topic.
+func TestHourWindowSequence(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))
+	p := newPublisher(t, cfg)
+	hour := func(i int) Stats {
+		s := sampleStats(i)
+		s.Kind = KindHour
+		return s
+	}
+	for i, s := range []Stats{sampleStats(0), hour(1), sampleStats(2), sampleStats(3), hour(4)} {
+		if err := p.Publish(ctxT(t, time.Second), s); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if p.LastWindow() != 3 || p.LastWindowOf(KindHour) != 2 || p.LastWindowOf(KindWindow) != 3 || p.QueueLen() != 5 {
+		t.Fatalf("last window %d, last hour %d, queued %d; want 3, 2 and 5", p.LastWindow(), p.LastWindowOf(KindHour), p.QueueLen())
+	}
+	s := hour(5)
+	s.Window = 2
+	if err := p.Publish(ctxT(t, time.Second), s); !errors.Is(err, ErrWindowOrder) {
+		t.Fatalf("repeated hour window id: err = %v, want ErrWindowOrder", err)
+	}
+	if err := p.Close(ctxT(t, time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := queuedIDs(t, filepath.Join(cfg.StateDir, hourDirName)); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("queued hour windows %v, want [1 2]", got)
+	}
+
+	p = newPublisher(t, cfg)
+	if p.LastWindow() != 3 || p.LastWindowOf(KindHour) != 2 {
+		t.Fatalf("after restart: last window %d, last hour %d; want 3 and 2", p.LastWindow(), p.LastWindowOf(KindHour))
+	}
+	if err := p.Publish(ctxT(t, time.Second), hour(6)); err != nil || p.LastWindowOf(KindHour) != 3 {
+		t.Fatalf("hour window after restart: err %v, last %d, want 3", err, p.LastWindowOf(KindHour))
+	}
+	if err := p.Close(ctxT(t, time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Delivered, both kinds arrive on the stats topic with their own ids.
+	b := startMosquitto(t)
+	cfg.BrokerURL = b.url()
+	col := collect(t, b.url(), "edge/+/+/stats")
+	p = newPublisher(t, cfg)
+	got := col.wait(t, 10*time.Second, "6 stats", func(m []rawMsg) bool { return len(m) >= 6 })
+	var kinds []string
+	for _, m := range got {
+		var s Stats
+		if err := json.Unmarshal([]byte(m.Payload), &s); err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, fmt.Sprintf("%s:%d", s.Kind, s.Window))
+	}
+	slices.Sort(kinds)
+	if want := []string{"hour:1", "hour:2", "hour:3", "window:1", "window:2", "window:3"}; !slices.Equal(kinds, want) {
+		t.Fatalf("delivered %v, want %v", kinds, want)
+	}
+	if err := p.Flush(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
 	}
 }
 

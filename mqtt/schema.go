@@ -21,6 +21,18 @@ const (
 	TaskGender  = "gender"
 )
 
+// Kinds of [Stats] windows, carried in their "kind" field.
+const (
+	// KindWindow is the short window published every interval (the default
+	// when the field is absent).
+	KindWindow = "window"
+	// KindHour is the long window (EDGE_LONG_WINDOW, one hour by default):
+	// the same counts over everyone seen in it, with its own window id
+	// sequence. Its groups are large enough for breakdowns that the short
+	// windows withhold.
+	KindHour = "hour"
+)
+
 // Tasks lists the known task names in payload order.
 func Tasks() []string { return []string{TaskEmotion, TaskAge, TaskGender} }
 
@@ -29,12 +41,15 @@ func Tasks() []string { return []string{TaskEmotion, TaskAge, TaskGender} }
 type Stats struct {
 	// Schema is SchemaVersion; Publisher.Publish fills it in.
 	Schema int `json:"schema"`
+	// Kind is KindWindow or KindHour; Publisher.Publish fills in KindWindow
+	// when empty. Subscribers treat an absent kind as KindWindow.
+	Kind string `json:"kind,omitempty"`
 	// Device and Department identify the sender; Publisher.Publish fills
 	// them in from its Config when empty.
 	Device     string `json:"device"`
 	Department string `json:"department"`
-	// Window is the window id, monotonic per device and persisted across
-	// restarts. Publisher.Publish assigns the next id when it is 0.
+	// Window is the window id, monotonic per device and kind and persisted
+	// across restarts. Publisher.Publish assigns the next id when it is 0.
 	Window uint64 `json:"window"`
 	// Start and End bound the window (RFC 3339 with nanoseconds, UTC).
 	Start time.Time `json:"start"`
@@ -106,6 +121,9 @@ func (s *Stats) Breakdown(task string) *Breakdown {
 	return nil
 }
 
+// IsHour reports whether s is a long window ([KindHour]).
+func (s *Stats) IsHour() bool { return s.Kind == KindHour }
+
 // IsWithheld reports whether the task is listed in s.Withheld.
 func (s *Stats) IsWithheld(task string) bool { return slices.Contains(s.Withheld, task) }
 
@@ -114,6 +132,11 @@ func (s *Stats) IsWithheld(task string) bool { return slices.Contains(s.Withheld
 // non-finite numbers, an end before the start or invalid names.
 func (s *Stats) Validate() error {
 	var errs []error
+	switch s.Kind {
+	case "", KindWindow, KindHour:
+	default:
+		errs = append(errs, fmt.Errorf("kind %q: want %q or %q", s.Kind, KindWindow, KindHour))
+	}
 	if s.Device != "" {
 		if err := ValidateName("device", s.Device); err != nil {
 			errs = append(errs, err)
@@ -180,6 +203,9 @@ func (s *Stats) Validate() error {
 // normalize fills in the fields the schema always carries.
 func (s *Stats) normalize() {
 	s.Schema = SchemaVersion
+	if s.Kind == "" {
+		s.Kind = KindWindow
+	}
 	s.Start = s.Start.UTC()
 	s.End = s.End.UTC()
 	if s.Withheld == nil {

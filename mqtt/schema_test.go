@@ -29,7 +29,7 @@ func readmeExample(t *testing.T, marker string) []byte {
 
 func exampleStats() Stats {
 	s := sampleStats(0)
-	s.Schema, s.Device, s.Department, s.Window = SchemaVersion, "cam-1", "assembly", 42
+	s.Schema, s.Kind, s.Device, s.Department, s.Window = SchemaVersion, KindWindow, "cam-1", "assembly", 42
 	s.Gender = &Breakdown{Counts: map[string]int{"female": 2, "male": 2}, Mass: map[string]float64{"female": 0.52, "male": 0.48}}
 	return s
 }
@@ -76,7 +76,7 @@ func TestStatsNormalize(t *testing.T) {
 	s := Stats{Start: time.Date(2025, 1, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600))}
 	s.normalize()
 	b, _ := json.Marshal(s)
-	for _, want := range []string{`"schema":1`, `"withheld":[]`, `"start":"2025-01-01T11:00:00Z"`} {
+	for _, want := range []string{`"schema":1`, `"kind":"window"`, `"withheld":[]`, `"start":"2025-01-01T11:00:00Z"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("normalized JSON %s lacks %s", b, want)
 		}
@@ -102,6 +102,9 @@ func TestStatsValidate(t *testing.T) {
 		{"mass above one", func(s *Stats) { s.Emotion.Mass["happy"] = 1.5 }, `mass of "happy" must be within [0,1]`},
 		{"negative count", func(s *Stats) { s.Emotion.Counts["happy"] = -2 }, `count of "happy" is negative`},
 		{"bad device", func(s *Stats) { s.Device = "a/b" }, `invalid device "a/b"`},
+		{"kind window", func(s *Stats) { s.Kind = KindWindow }, ""},
+		{"kind hour", func(s *Stats) { s.Kind = KindHour }, ""},
+		{"unknown kind", func(s *Stats) { s.Kind = "day" }, `kind "day"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

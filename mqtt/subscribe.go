@@ -102,7 +102,7 @@ func Subscribe(ctx context.Context, url, prefix string, handler func(topic strin
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if !d.first(s.Department, s.Device, s.Window) {
+		if !d.first(s.Department, s.Device, kindOf(s), s.Window) {
 			log.Debug("mqtt: dropping duplicate window", "topic", m.Topic(), "window", s.Window)
 			return
 		}
@@ -155,10 +155,11 @@ func Subscribe(ctx context.Context, url, prefix string, handler func(topic strin
 	return nil
 }
 
-// deduper remembers the last n windows of each (department, device).
+// deduper remembers the last n windows of each (department, device, kind):
+// each kind has its own window id sequence.
 type deduper struct {
 	n    int
-	seen map[[2]string]*windowSet
+	seen map[[3]string]*windowSet
 }
 
 type windowSet struct {
@@ -167,12 +168,12 @@ type windowSet struct {
 	next int
 }
 
-func newDeduper(n int) *deduper { return &deduper{n: n, seen: map[[2]string]*windowSet{}} }
+func newDeduper(n int) *deduper { return &deduper{n: n, seen: map[[3]string]*windowSet{}} }
 
-// first reports whether window of the device was not seen among its last n
-// windows, and records it.
-func (d *deduper) first(department, device string, window uint64) bool {
-	k := [2]string{department, device}
+// first reports whether window of the device's sequence of that kind was not
+// seen among its last n windows, and records it.
+func (d *deduper) first(department, device, kind string, window uint64) bool {
+	k := [3]string{department, device, kind}
 	ws := d.seen[k]
 	if ws == nil {
 		ws = &windowSet{set: make(map[uint64]struct{}, d.n), ring: make([]uint64, 0, d.n)}

@@ -142,6 +142,7 @@ func (a *Aggregator) AddEnded(r *LabelResult) {
 // publisher.
 func (a *Aggregator) Close(end time.Time, c Counters) mqtt.Stats {
 	s := mqtt.Stats{
+		Kind:              mqtt.KindWindow,
 		Start:             a.start,
 		End:               end,
 		Withheld:          []string{},
@@ -278,3 +279,95 @@ func (s *samples) summary() mqtt.Latency {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// LongWindow aggregates the same frames as the short windows over a longer
+// window (an hour by default) and closes in step with them. Breakdowns need
+// every label count to be 0 or at least MinGroup, which a short window of a
+// small department rarely meets; a withheld window cannot be recovered by
+// summing windows later, but the people of a whole hour form groups large
+// enough to publish under the very same rule.
+//
+// A long window ends at the first short window end at or after each
+// multiple of its length on the clock (time.Truncate), so with 1h it covers
+// one clock hour plus at most one short window, and its frame and source
+// counters are exactly the sums of its short windows'. It is not safe for
+// concurrent use.
+type LongWindow struct {
+	agg   *Aggregator
+	every time.Duration
+	due   time.Time // the long window closes with the first short window ending at or after it
+	acc   Counters
+}
+
+// NewLongWindow validates cfg, whose Interval is the long window's length,
+// and starts the first long window at start.
+func NewLongWindow(cfg AggregatorConfig, tasks []*Task, start time.Time) (*LongWindow, error) {
+	agg, err := NewAggregator(cfg, tasks, start)
+	if err != nil {
+		return nil, fmt.Errorf("long window: %w", err)
+	}
+	l := &LongWindow{agg: agg, every: cfg.Interval}
+	l.Reset(start)
+	return l, nil
+}
+
+// Reset restarts an empty long window at start.
+func (l *LongWindow) Reset(start time.Time) {
+	l.agg.Reset(start)
+	l.acc = Counters{}
+	l.due = nextBoundary(start, l.every)
+}
+
+// nextBoundary is the first multiple of every on the clock after t.
+func nextBoundary(t time.Time, every time.Duration) time.Time {
+	return t.Truncate(every).Add(every)
+}
+
+// Start is the start of the current long window.
+func (l *LongWindow) Start() time.Time { return l.agg.Start() }
+
+// Due is the clock boundary at or after which the next short window end
+// closes the long window.
+func (l *LongWindow) Due() time.Time { return l.due }
+
+// AddFrame records one processed frame (see [Aggregator.AddFrame]).
+func (l *LongWindow) AddFrame(detect time.Duration, r *LabelResult) { l.agg.AddFrame(detect, r) }
+
+// AddEnded records people whose tracks ended without a frame.
+func (l *LongWindow) AddEnded(r *LabelResult) { l.agg.AddEnded(r) }
+
+// ShortClosed is called with each short window's end and counters, after
+// the short window was closed. When the long window is due it closes it at
+// end and returns it (Kind [mqtt.KindHour]); ok is false otherwise.
+func (l *LongWindow) ShortClosed(end time.Time, c Counters) (s mqtt.Stats, ok bool) {
+	l.add(c)
+	if end.Before(l.due) {
+		return mqtt.Stats{}, false
+	}
+	return l.close(end), true
+}
+
+// Flush closes the long window early at end (shutdown, or a clock jump),
+// with c, the counters of the last short window, added. ok is false when
+// nothing was recorded in a window of no length.
+func (l *LongWindow) Flush(end time.Time, c Counters) (s mqtt.Stats, ok bool) {
+	l.add(c)
+	if l.agg.Empty() && !end.After(l.agg.Start()) && l.acc == (Counters{}) {
+		return mqtt.Stats{}, false
+	}
+	return l.close(end), true
+}
+
+func (l *LongWindow) add(c Counters) {
+	l.acc.Dropped += c.Dropped
+	l.acc.Corrupt += c.Corrupt
+	l.acc.SourceDown += c.SourceDown
+}
+
+func (l *LongWindow) close(end time.Time) mqtt.Stats {
+	s := l.agg.Close(end, l.acc)
+	s.Kind = mqtt.KindHour
+	l.acc = Counters{}
+	l.due = nextBoundary(s.End, l.every)
+	return s
+}

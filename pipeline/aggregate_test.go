@@ -331,3 +331,191 @@ func TestAggregatorSeenOnce(t *testing.T) {
 		t.Fatalf("seen %d, male %d; want 1 person counted once", s.PeopleSeen, s.Gender.Counts["male"])
 	}
 }
+
+// TestLongWindow drives short windows of one minute and a long window over
+// them, as the pipeline does: the long window closes with the first short
+// window ending at or after each multiple of its length, sums their
+// counters, counts each person once, and applies the same MinGroup rule to
+// its own counts.
+func TestLongWindow(t *testing.T) {
+	tasks := testTasks("emotion", "gender")
+	type who struct{ id, emotion, sex int }
+	emo := func(h, s int) map[string]int {
+		return map[string]int{"happy": h, "sad": s, "angry": 0, "disgust": 0, "fear": 0, "neutral": 0, "surprise": 0}
+	}
+	// oneEach puts person i (of the given labels) alone in short window i.
+	oneEach := func(ps ...who) [][]who {
+		out := make([][]who, len(ps))
+		for i, p := range ps {
+			out[i] = []who{p}
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		minGroup int
+		long     time.Duration
+		startOff time.Duration // first window start after t0 (t0 is on the hour)
+		windows  [][]who       // who is in view in each short window
+		// wantClose lists the short windows (0-based) whose close also
+		// closed the long window; the checks below are on the first.
+		wantClose    []int
+		wantStart    time.Duration // of the first long window, after t0
+		wantEnd      time.Duration
+		wantSeen     int
+		wantWithheld []string
+		wantEmotion  map[string]int
+		wantGender   map[string]int
+	}{
+		{
+			name:     "one person a minute: every short window withholds, the long one publishes",
+			minGroup: 3, long: 6 * time.Minute,
+			windows:   oneEach(who{1, happy, fem}, who{2, sad, male}, who{3, happy, fem}, who{4, sad, male}, who{5, happy, fem}, who{6, sad, male}),
+			wantClose: []int{5}, wantEnd: 6 * time.Minute, wantSeen: 6,
+			wantWithheld: []string{},
+			wantEmotion:  emo(3, 3),
+			wantGender:   map[string]int{"female": 3, "male": 3},
+		},
+		{
+			name:     "the long window's own counts are held to MinGroup",
+			minGroup: 3, long: 6 * time.Minute,
+			windows:   oneEach(who{1, happy, fem}, who{2, happy, fem}, who{3, happy, fem}, who{4, happy, fem}, who{5, sad, fem}, who{6, sad, fem}),
+			wantClose: []int{5}, wantEnd: 6 * time.Minute, wantSeen: 6,
+			wantWithheld: []string{"emotion"}, // 4 and 2: the 2 is under 3
+			wantGender:   map[string]int{"female": 6, "male": 0},
+		},
+		{
+			name:     "a person in view for several short windows is one person of the long one",
+			minGroup: 3, long: 4 * time.Minute,
+			windows: [][]who{
+				{{1, happy, fem}, {2, happy, fem}},
+				{{1, happy, fem}, {2, happy, fem}, {3, happy, fem}},
+				{{3, happy, fem}},
+				{{3, happy, fem}},
+			},
+			wantClose: []int{3}, wantEnd: 4 * time.Minute, wantSeen: 3,
+			wantWithheld: []string{},
+			wantEmotion:  emo(3, 0),
+			wantGender:   map[string]int{"female": 3, "male": 0},
+		},
+		{
+			name:     "ends at the first short window end at or after the clock boundary",
+			minGroup: 1, long: 5 * time.Minute, startOff: 23 * time.Second,
+			// Short windows end at 1:23, 2:23, … 5:23: the one at 5:23 is
+			// the first at or after 5:00; the next boundary is 10:00.
+			windows:   oneEach(who{1, happy, fem}, who{2, happy, fem}, who{3, happy, fem}, who{4, happy, fem}, who{5, happy, fem}, who{6, happy, fem}, who{7, happy, fem}, who{8, happy, fem}, who{9, happy, fem}, who{10, happy, fem}),
+			wantClose: []int{4, 9}, wantStart: 23 * time.Second, wantEnd: 5*time.Minute + 23*time.Second, wantSeen: 5,
+			wantWithheld: []string{},
+			wantEmotion:  emo(5, 0),
+			wantGender:   map[string]int{"female": 5, "male": 0},
+		},
+		{
+			name:     "a long window equal to the short one closes with each",
+			minGroup: 1, long: time.Minute,
+			windows:   oneEach(who{1, happy, fem}, who{2, sad, male}),
+			wantClose: []int{0, 1}, wantEnd: time.Minute, wantSeen: 1,
+			wantWithheld: []string{},
+			wantEmotion:  emo(1, 0),
+			wantGender:   map[string]int{"female": 1, "male": 0},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := t0.Add(tt.startOff)
+			cfg := AggregatorConfig{Interval: time.Minute, MinGroup: tt.minGroup, MinSamples: 3}
+			short, err := NewAggregator(cfg, tasks, start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Interval = tt.long
+			long, err := NewLongWindow(cfg, tasks, start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			people := map[int]*Person{}
+			var closedAt []int
+			var first mqtt.Stats
+			for i, w := range tt.windows {
+				r := &LabelResult{}
+				ws := short.Start()
+				for _, p := range w {
+					if people[p.id] == nil {
+						people[p.id] = person(uint64(p.id), 5, ws.Sub(t0), ws.Sub(t0), tasks, p.emotion, p.sex)
+					}
+					people[p.id].LastSeen = ws.Add(30 * time.Second)
+					r.Active = append(r.Active, people[p.id])
+				}
+				short.AddFrame(time.Millisecond, r)
+				long.AddFrame(time.Millisecond, r)
+				c := Counters{Dropped: 1, Corrupt: 2, SourceDown: time.Second}
+				s := closeValid(t, short, short.End(), c)
+				if s.Kind != mqtt.KindWindow {
+					t.Errorf("short window kind %q", s.Kind)
+				}
+				if tt.minGroup > 1 && len(w) < tt.minGroup && !slices.Equal(s.Withheld, []string{"emotion", "gender"}) {
+					t.Errorf("short window %d of %d people: withheld %v, want both tasks", i, len(w), s.Withheld)
+				}
+				ls, ok := long.ShortClosed(s.End, c)
+				if !ok {
+					continue
+				}
+				if err := ls.Validate(); err != nil {
+					t.Fatalf("long window fails mqtt validation: %v", err)
+				}
+				if len(closedAt) == 0 {
+					first = ls
+				}
+				closedAt = append(closedAt, i)
+			}
+			if !slices.Equal(closedAt, tt.wantClose) {
+				t.Fatalf("long window closed with short windows %v, want %v", closedAt, tt.wantClose)
+			}
+			s := first
+			if s.Kind != mqtt.KindHour {
+				t.Errorf("kind %q, want %q", s.Kind, mqtt.KindHour)
+			}
+			if !s.Start.Equal(t0.Add(tt.wantStart)) || !s.End.Equal(t0.Add(tt.wantEnd)) {
+				t.Errorf("long window %v..%v, want %v..%v", s.Start.Sub(t0), s.End.Sub(t0), tt.wantStart, tt.wantEnd)
+			}
+			shorts := uint64(tt.wantClose[0] + 1)
+			if s.PeopleSeen != tt.wantSeen || s.Frames != (mqtt.Frames{Processed: shorts, Dropped: shorts, Corrupt: 2 * shorts}) ||
+				s.SourceDownSeconds != float64(shorts) {
+				t.Errorf("seen %d frames %+v down %v; want %d seen and the sums of %d short windows", s.PeopleSeen, s.Frames, s.SourceDownSeconds, tt.wantSeen, shorts)
+			}
+			if !slices.Equal(s.Withheld, tt.wantWithheld) {
+				t.Errorf("withheld %v, want %v", s.Withheld, tt.wantWithheld)
+			}
+			checkCounts(t, "emotion", s.Emotion, tt.wantEmotion)
+			checkCounts(t, "gender", s.Gender, tt.wantGender)
+		})
+	}
+}
+
+// TestLongWindowFlush: a stop publishes the partial long window with the
+// last short window's counters; an empty window of no length is not published.
+func TestLongWindowFlush(t *testing.T) {
+	tasks := testTasks("gender")
+	cfg := AggregatorConfig{Interval: time.Hour, MinGroup: 1, MinSamples: 3}
+	l, err := NewLongWindow(cfg, tasks, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Flush(t0, Counters{}); ok {
+		t.Fatal("an empty long window of no length was published")
+	}
+	l.AddFrame(time.Millisecond, &LabelResult{Active: []*Person{person(1, 5, 0, time.Second, tasks, fem)}})
+	if _, ok := l.ShortClosed(t0.Add(time.Minute), Counters{Dropped: 1}); ok {
+		t.Fatal("closed before its hour")
+	}
+	l.AddEnded(&LabelResult{Ended: []*Person{person(2, 5, 0, time.Second, tasks, male)}})
+	s, ok := l.Flush(t0.Add(90*time.Second), Counters{Dropped: 2})
+	if !ok {
+		t.Fatal("partial long window not published")
+	}
+	if s.Kind != mqtt.KindHour || s.PeopleSeen != 2 || s.Frames.Dropped != 3 || !s.End.Equal(t0.Add(90*time.Second)) {
+		t.Errorf("flushed long window: kind %q seen %d dropped %d end %v; want hour, 2, 3, +90s", s.Kind, s.PeopleSeen, s.Frames.Dropped, s.End.Sub(t0))
+	}
+	if !l.Due().Equal(t0.Add(time.Hour)) || !l.Start().Equal(s.End) {
+		t.Errorf("after the flush: start %v due %v; want the flush end and the next hour", l.Start().Sub(t0), l.Due().Sub(t0))
+	}
+}

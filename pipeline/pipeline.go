@@ -79,6 +79,10 @@ type Config struct {
 	Classify ClassifyConfig
 	// Interval is the publish interval (one stats window).
 	Interval time.Duration
+	// LongWindow is the length of the long window published alongside the
+	// short ones (Kind "hour"; see LongWindow); 0 disables it. It must be
+	// at least Interval.
+	LongWindow time.Duration
 	// MinGroup withholds breakdowns that would single out fewer people
 	// (see AggregatorConfig.MinGroup); 1 disables.
 	MinGroup int
@@ -118,6 +122,13 @@ func (c Config) Validate() error {
 	if c.Buffer < 1 || c.Buffer > 2 {
 		errs = append(errs, fmt.Errorf("pipeline: Buffer %d: must be 1 or 2 frames", c.Buffer))
 	}
+	if c.LongWindow != 0 {
+		if c.LongWindow < c.Interval {
+			errs = append(errs, fmt.Errorf("pipeline: LongWindow %v: must be 0 (off) or at least Interval %v", c.LongWindow, c.Interval))
+		} else {
+			errs = append(errs, c.longAggregator().Validate())
+		}
+	}
 	if c.FlushTimeout < 0 {
 		errs = append(errs, fmt.Errorf("pipeline: FlushTimeout %v: must be >= 0", c.FlushTimeout))
 	}
@@ -129,6 +140,12 @@ func (c Config) Validate() error {
 
 func (c Config) aggregator() AggregatorConfig {
 	return AggregatorConfig{Interval: c.Interval, MinGroup: c.MinGroup, MinSamples: c.Classify.MinClassifications}
+}
+
+func (c Config) longAggregator() AggregatorConfig {
+	a := c.aggregator()
+	a.Interval = c.LongWindow
+	return a
 }
 
 // Option sets an optional dependency of the pipeline.
@@ -161,6 +178,7 @@ type Pipeline struct {
 	tracker *Tracker
 	labeler *Labeler
 	agg     *Aggregator
+	long    *LongWindow // nil when off
 
 	ran atomic.Bool
 
@@ -210,6 +228,11 @@ func New(cfg Config, src Source, models []Classifier, sink Sink, opts ...Option)
 	if p.agg, err = NewAggregator(cfg.aggregator(), p.labeler.Tasks(), time.Time{}); err != nil {
 		return nil, err
 	}
+	if cfg.LongWindow > 0 {
+		if p.long, err = NewLongWindow(cfg.longAggregator(), p.labeler.Tasks(), time.Time{}); err != nil {
+			return nil, err
+		}
+	}
 	p.m = newMetrics()
 	if p.registry != nil {
 		if err := p.m.register(p.registry); err != nil {
@@ -253,7 +276,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	done := make(chan error, 1)
 	wg.Go(func() { done <- p.capture(capCtx, free, queue) })
 
-	p.agg.Reset(time.Now())
+	p.resetWindows(time.Now())
 	p.lastWall = time.Now()
 	p.lastTime = p.lastWall
 	idle := min(p.cfg.Interval/4, time.Second)
@@ -373,7 +396,7 @@ func (p *Pipeline) process(ctx context.Context, f *camera.Frame) {
 		if p.agg.Empty() && p.published == 0 {
 			// Windows follow the frame clock (a file source's clock may
 			// not be the wall clock).
-			p.agg.Reset(t)
+			p.resetWindows(t)
 		}
 	}
 	p.closeDue(ctx, t)
@@ -386,6 +409,9 @@ func (p *Pipeline) process(ctx context.Context, f *camera.Frame) {
 	active, ended := p.tracker.Update(p.boxes, t)
 	r := p.labeler.Update(f.Luma, f.Width, f.Height, f.Image, active, ended)
 	p.agg.AddFrame(detect, r)
+	if p.long != nil {
+		p.long.AddFrame(detect, r)
+	}
 
 	p.m.frames.Inc()
 	p.m.detect.Observe(detect.Seconds())
@@ -437,16 +463,44 @@ func (p *Pipeline) observe(f *camera.Frame, active []*Track) {
 // time), a clock that jumps by years is not.
 const maxCatchUp = 1000
 
+// resetWindows restarts empty short and long windows at start.
+func (p *Pipeline) resetWindows(start time.Time) {
+	p.agg.Reset(start)
+	if p.long != nil {
+		p.long.Reset(start)
+	}
+}
+
 // closeDue publishes every window that ended at or before t.
 func (p *Pipeline) closeDue(ctx context.Context, t time.Time) {
 	if t.Sub(p.agg.End()) > maxCatchUp*p.cfg.Interval {
 		p.log.Warn("frame clock jumped; restarting windows", "from", p.agg.End(), "to", t)
-		p.publish(ctx, p.agg.Close(p.agg.End(), p.counters(p.agg.End(), p.cfg.Interval)))
-		p.agg.Reset(t)
+		end := p.agg.End()
+		c := p.counters(end, p.cfg.Interval)
+		p.publish(ctx, p.agg.Close(end, c))
+		if p.long != nil {
+			if s, ok := p.long.Flush(end, c); ok {
+				p.publish(ctx, s)
+			}
+		}
+		p.resetWindows(t)
 		return
 	}
 	for !t.Before(p.agg.End()) {
-		p.publish(ctx, p.agg.Close(p.agg.End(), p.counters(p.agg.End(), p.cfg.Interval)))
+		p.closeShort(ctx, p.agg.End(), p.cfg.Interval)
+	}
+}
+
+// closeShort closes and publishes the short window at end, then the long
+// window when it is due with it.
+func (p *Pipeline) closeShort(ctx context.Context, end time.Time, length time.Duration) {
+	c := p.counters(end, length)
+	s := p.agg.Close(end, c)
+	p.publish(ctx, s)
+	if p.long != nil {
+		if ls, ok := p.long.ShortClosed(s.End, c); ok {
+			p.publish(ctx, ls)
+		}
 	}
 }
 
@@ -463,11 +517,23 @@ func (p *Pipeline) flush(ctx context.Context, end time.Time) {
 		defer cancel()
 	}
 	p.closeDue(ctx, end)
-	p.agg.AddEnded(p.labeler.End(p.tracker.Flush()))
-	if p.agg.Empty() && !end.After(p.agg.Start()) {
-		return
+	ended := p.labeler.End(p.tracker.Flush())
+	p.agg.AddEnded(ended)
+	if p.long != nil {
+		p.long.AddEnded(ended)
 	}
-	p.publish(ctx, p.agg.Close(end, p.counters(end, max(end.Sub(p.agg.Start()), 0))))
+	var c Counters
+	if !p.agg.Empty() || end.After(p.agg.Start()) {
+		c = p.counters(end, max(end.Sub(p.agg.Start()), 0))
+		p.publish(ctx, p.agg.Close(end, c))
+	}
+	// The partial long window goes out too: its people would otherwise be
+	// lost with the process.
+	if p.long != nil {
+		if s, ok := p.long.Flush(end, c); ok {
+			p.publish(ctx, s)
+		}
+	}
 }
 
 // counters takes the capture counters and source down time accrued since the
@@ -505,7 +571,7 @@ func (p *Pipeline) publish(ctx context.Context, s mqtt.Stats) {
 		return
 	}
 	p.m.windows.Inc()
-	p.log.Debug("stats window published", "start", s.Start, "end", s.End,
+	p.log.Debug("stats window published", "kind", s.Kind, "start", s.Start, "end", s.End,
 		"people_seen", s.PeopleSeen, "people_now", s.PeopleNow, "withheld", s.Withheld)
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,8 +170,9 @@ func TestConfigValidate(t *testing.T) {
 	cfg.Buffer = 3
 	cfg.MinGroup = 0
 	cfg.Detector.MinSize = 1
+	cfg.LongWindow = cfg.Interval / 2
 	err := cfg.Validate()
-	for _, want := range []string{"Buffer 3", "MinGroup 0", "MinSize 1"} {
+	for _, want := range []string{"Buffer 3", "MinGroup 0", "MinSize 1", "LongWindow 30s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %q", err, want)
 		}
@@ -219,6 +221,64 @@ func TestPipelineFiniteSource(t *testing.T) {
 		if s.LatencyMS.ClassifyPerFace.P95 < 0 || s.Age != nil || s.Gender != nil {
 			t.Errorf("window %d: unexpected breakdowns or latency %+v", i, s)
 		}
+	}
+}
+
+// TestPipelineLongWindow runs TestPipelineFiniteSource's frames with a long
+// window: it closes with the short window at its clock boundary, and the
+// stop publishes the partial one after the last short window.
+func TestPipelineLongWindow(t *testing.T) {
+	cfg := testConfig()
+	cfg.LongWindow = 2 * time.Second
+	sink := &fakeSink{}
+	p := newTestPipeline(t, cfg, &fakeSource{n: 35, step: 100 * time.Millisecond}, sink, threePeople, 0)
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ws := sink.windows()
+	want := []struct {
+		kind         string
+		start, end   time.Duration
+		seen, frames int
+	}{
+		{mqtt.KindWindow, 0, time.Second, 2, 10},
+		{mqtt.KindWindow, time.Second, 2 * time.Second, 2, 10},
+		{mqtt.KindHour, 0, 2 * time.Second, 2, 20}, // P1, P2
+		{mqtt.KindWindow, 2 * time.Second, 3 * time.Second, 2, 10},
+		{mqtt.KindWindow, 3 * time.Second, 3400 * time.Millisecond, 2, 5},
+		{mqtt.KindHour, 2 * time.Second, 3400 * time.Millisecond, 2, 15}, // P1, P3; flushed at the stop
+	}
+	if len(ws) != len(want) {
+		t.Fatalf("%d windows, want %d: %+v", len(ws), len(want), ws)
+	}
+	for i, w := range want {
+		s := ws[i]
+		if s.Kind != w.kind || !s.Start.Equal(t0.Add(w.start)) || !s.End.Equal(t0.Add(w.end)) ||
+			s.PeopleSeen != w.seen || s.Frames.Processed != uint64(w.frames) {
+			t.Errorf("window %d: %s %v..%v seen %d frames %d; want %s %v..%v seen %d frames %d", i,
+				s.Kind, s.Start.Sub(t0), s.End.Sub(t0), s.PeopleSeen, s.Frames.Processed, w.kind, w.start, w.end, w.seen, w.frames)
+		}
+	}
+
+	// With MinGroup 3, the two people of each short window are too few;
+	// the three of the whole (hour-long) window are not.
+	cfg.LongWindow, cfg.MinGroup = time.Hour, 3
+	sink = &fakeSink{}
+	p = newTestPipeline(t, cfg, &fakeSource{n: 35, step: 100 * time.Millisecond}, sink, threePeople, 0)
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ws = sink.windows()
+	if len(ws) != 5 || ws[4].Kind != mqtt.KindHour {
+		t.Fatalf("%d windows, want 4 short and the partial long one: %+v", len(ws), ws)
+	}
+	for _, s := range ws[:4] {
+		if s.Emotion != nil || !slices.Equal(s.Withheld, []string{"emotion"}) {
+			t.Errorf("short window %v: emotion %+v withheld %v, want it withheld", s.Start.Sub(t0), s.Emotion, s.Withheld)
+		}
+	}
+	if l := ws[4]; l.PeopleSeen != 3 || l.Emotion == nil || l.Emotion.Counts["happy"] != 3 {
+		t.Errorf("long window: seen %d emotion %+v withheld %v, want 3 happy", l.PeopleSeen, l.Emotion, l.Withheld)
 	}
 }
 

@@ -264,7 +264,7 @@ check_compare() {
 	stdbuf -oL -eL mosquitto -c "$d/mosquitto.conf" >"$d/mosquitto.log" 2>&1 &
 	bg+=($!)
 	local url=tcp://127.0.0.1:$port
-	local common=(EDGE_MQTT_URL="$url" EDGE_FPS=0 EDGE_PUBLISH_INTERVAL=1h EDGE_MIN_GROUP=1 EDGE_THREADS=1
+	local common=(EDGE_MQTT_URL="$url" EDGE_FPS=0 EDGE_PUBLISH_INTERVAL=1h EDGE_LONG_WINDOW=0 EDGE_MIN_GROUP=1 EDGE_THREADS=1
 		EDGE_TASKS=age,gender,emotion EDGE_DEPARTMENT=compare EDGE_PREVIEW_ADDR= EDGE_HA_DISCOVERY=false EDGE_LOG_LEVEL=info)
 	# A simple command (not the in_root function), so that $! is edge itself.
 	chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin /usr/bin/edge subscribe --json --url "$url" \
