@@ -14,7 +14,7 @@ export CGO_ENABLED := 1
 export CGO_CFLAGS := -I$(TFLITE_DIR)/include -I$(CURDIR)/tflite/include
 export CGO_LDFLAGS := -L$(TFLITE_LIB) -Wl,-rpath,$(TFLITE_LIB) -Wl,-rpath,/usr/lib/edge
 
-.PHONY: all deps deps-apt deps-go tflite-lib build test test-go test-py test-smoke demo run bench models model-emotion model-agegender export clean
+.PHONY: all deps deps-apt deps-go tflite-lib build test test-go test-py test-smoke demo run bench models model-emotion model-agegender export clean val-camera
 
 all: build
 
@@ -130,6 +130,24 @@ model-agegender: tflite-lib
 	$(PY) models/export.py --head age
 	$(PY) models/train.py --task gender --init $(BUILD)/models/gender-crop/gender.pt --trunk small-deep --color ycbcr --epochs 32 --lr 1e-3 --seed 5 --patience 100 --out $(BUILD)/models/gender-color
 	$(PY) models/export.py --head gender --ckpt $(BUILD)/models/gender-color/gender.pt
+
+# val-camera is the camera-realistic validation (`edge eval --camera`): the val
+# faces placed into synthetic 640x480 camera frames under each condition of
+# camera/scene's suite (distance, blur, noise, low light, MJPEG, colour casts,
+# grey camera, roll, yaw, occlusion, all combined), found by the pipeline's
+# detector on the whole frame, cropped with each model's framing and
+# classified by the int8 models. VAL_CAMERA_LIMIT images per data set, the same
+# ones under every condition; VAL_MODELS points at another set of .tflite files
+# (e.g. a fresh export). Writes a table, JSON and a PNG per data set to
+# build/val-camera/.
+VAL_CAMERA_LIMIT ?= 300
+VAL_MODELS ?= models
+val-camera: build
+	mkdir -p $(BUILD)/val-camera
+	$(BUILD)/bin/edge eval --camera --task age,gender --models $(VAL_MODELS) --data $(DATA)/utkface/val.tar.gz --limit $(VAL_CAMERA_LIMIT) \
+	  --plot $(BUILD)/val-camera/utkface.png --save $(BUILD)/val-camera/utkface.json | tee $(BUILD)/val-camera/utkface.txt
+	$(BUILD)/bin/edge eval --camera --task emotion --models $(VAL_MODELS) --data $(DATA)/fer2013/val.tar.gz --limit $(VAL_CAMERA_LIMIT) \
+	  --plot $(BUILD)/val-camera/fer2013.png --save $(BUILD)/val-camera/fer2013.json | tee $(BUILD)/val-camera/fer2013.txt
 
 # framing measures where the detector's box falls on each data set's crops
 # and writes models/framing.json, which export.py stores in each model.

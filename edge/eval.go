@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -41,9 +42,11 @@ type evalResult struct {
 	PerClass        map[string]classStat         `json:"per_class"`
 	Confusion       [][]int                      `json:"confusion"`
 	Groups          map[string]map[string]*group `json:"groups,omitempty"`
-	Unreadable      int                          `json:"unreadable"`
-	Unlabelled      int                          `json:"unlabelled"`
-	Seconds         float64                      `json:"seconds"`
+	// LabelSource is "dataset" or "ferplus" (FER+ majority votes).
+	LabelSource string  `json:"label_source"`
+	Unreadable  int     `json:"unreadable"`
+	Unlabelled  int     `json:"unlabelled"`
+	Seconds     float64 `json:"seconds"`
 }
 
 type classStat struct {
@@ -65,6 +68,9 @@ type evalFlags struct {
 	json, detect            bool
 	workers, limit          int
 	detector                pipeline.DetectorConfig
+	// relabel replaces the data set's labels by file name (--labels
+	// ferplus); entries it lacks are skipped as unlabelled.
+	relabel map[string]string
 }
 
 func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -72,16 +78,23 @@ func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	var f evalFlags
 	fs.StringVar(&f.task, "task", "", "emotion, age or gender")
-	fs.StringVar(&f.model, "model", "", "the .tflite file (default: models/<task>.tflite)")
+	fs.StringVar(&f.model, "model", "", "the .tflite file (default: <task>.tflite in --models)")
+	modelsDir := fs.String("models", "models", "directory of the models when --model is not given")
 	fs.StringVar(&f.data, "data", "", "data set: a directory, .tar or .tar.gz of FER-style <class>/<file> entries or UTKFace-style names")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object instead of tables")
 	fs.StringVar(&f.plot, "plot", "", "write the confusion matrix as a PNG to this file")
 	fs.BoolVar(&f.detect, "detect", false, "find the face with the pipeline's detector and crop it with the model's framing, as edge run does")
 	fs.IntVar(&f.workers, "workers", runtime.GOMAXPROCS(0), "models run in parallel")
-	fs.IntVar(&f.limit, "limit", 0, "evaluate at most this many images (0: all)")
+	fs.IntVar(&f.limit, "limit", 0, "evaluate at most this many images (0: all); with --camera, images per condition, spread evenly over the data set")
+	labels := fs.String("labels", "dataset", "dataset: the labels in the entry names; ferplus: FER+ majority votes for FER2013 (ferplus_<split>.csv beside --data; tied or contempt/unknown/not-a-face majorities are skipped)")
+	cam := fs.Bool("camera", false, "camera-realistic validation: place each face into synthetic 640x480 camera frames under every condition of the suite and run detector, framing and model on the whole frame; --task may list tasks sharing --data (age,gender)")
+	conds := fs.String("conditions", "all", "--camera: comma-separated condition names of the suite")
+	seed := fs.Uint64("seed", 1, "--camera: scene layout seed")
+	save := fs.String("save", "", "--camera: also write the JSON result to this file")
 	det := detectorFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: edge eval --task emotion|age|gender --data PATH [--model FILE] [--json] [--plot FILE.png] [--detect]")
+		fmt.Fprintln(stderr, "Usage: edge eval --task emotion|age|gender --data PATH [--model FILE] [--json] [--plot FILE.png] [--detect] [--labels dataset|ferplus]")
+		fmt.Fprintln(stderr, "       edge eval --camera --task TASK[,TASK] --data PATH [--limit N] [--conditions NAME,...] [--json] [--plot FILE.png]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +104,26 @@ func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{err.Error()}
 	}
 	f.detector = *det
+	var relabel map[string]string
+	switch *labels {
+	case "dataset":
+	case "ferplus":
+		if f.task != "emotion" || f.data == "" {
+			return usageError{"--labels ferplus: FER+ relabels FER2013: want --task emotion and --data with its archive"}
+		}
+		m, dropped, err := ferPlusMajority(ferPlusPath(f.data))
+		if err != nil {
+			return err
+		}
+		slog.Info("FER+ majority labels", "file", ferPlusPath(f.data), "images", len(m), "left out (tie, contempt, unknown, not a face)", dropped)
+		relabel = m
+	default:
+		return usageError{fmt.Sprintf("--labels %q: want dataset or ferplus", *labels)}
+	}
+	f.relabel = relabel
+	if *cam {
+		return cameraCmd(ctx, f, cameraOpts{modelsDir: *modelsDir, labels: *labels, conditions: *conds, seed: *seed, save: *save}, fs, stdout, stderr)
+	}
 	if !knownTasks[f.task] {
 		return usageError{fmt.Sprintf("--task %q: want emotion, age or gender", f.task)}
 	}
@@ -98,7 +131,7 @@ func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{"--data is required"}
 	}
 	if f.model == "" {
-		f.model = "models/" + f.task + ".tflite"
+		f.model = filepath.Join(*modelsDir, f.task+".tflite")
 	}
 	f.workers = max(f.workers, 1)
 	res, err := evaluate(ctx, f, progressWriter(stderr))
@@ -153,7 +186,10 @@ func evaluate(ctx context.Context, f evalFlags, progress func(done, total int)) 
 
 	k := len(meta.Labels)
 	res := &evalResult{Task: f.task, Model: f.model, Data: f.data, Detect: f.detect, Labels: meta.Labels,
-		Confusion: make([][]int, k), PerClass: map[string]classStat{}}
+		Confusion: make([][]int, k), PerClass: map[string]classStat{}, LabelSource: "dataset"}
+	if f.relabel != nil {
+		res.LabelSource = "ferplus"
+	}
 	for i := range res.Confusion {
 		res.Confusion[i] = make([]int, k)
 	}
@@ -222,6 +258,12 @@ func feed(ctx context.Context, src camera.Source, f evalFlags, meta tflite.Meta,
 		name, err := t.label(f.task)
 		if err != nil {
 			return fmt.Errorf("eval: %s: %s: %w", f.data, fr.Name, err)
+		}
+		if f.relabel != nil {
+			if name, ok = f.relabel[fr.Name]; !ok {
+				res.Unlabelled++
+				continue
+			}
 		}
 		idx := slices.Index(meta.Labels, name)
 		if idx < 0 {
@@ -409,7 +451,7 @@ func (r *evalResult) finish(d time.Duration) {
 }
 
 func (r *evalResult) writeText(w io.Writer) error {
-	fmt.Fprintf(w, "task %s  model %s  data %s\n", r.Task, r.Model, r.Data)
+	fmt.Fprintf(w, "task %s  model %s  data %s  labels %s\n", r.Task, r.Model, r.Data, r.LabelSource)
 	fmt.Fprintf(w, "accuracy %.4f (%d/%d) in %.1fs\n", r.Accuracy, r.Correct, r.N, r.Seconds)
 	if r.Detect {
 		fmt.Fprintf(w, "faces found %d/%d (%.4f); accuracy on faces found %.4f\n", r.Faces, r.N, r.FaceRate, r.AccuracyOnFaces)
