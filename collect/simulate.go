@@ -220,22 +220,12 @@ func (s *Simulator) Step(end time.Time) []SimMessage {
 		}
 		if len(d.recent) > 0 && s.cfg.ReplayRate > 0 && s.rng.Float64() < s.cfg.ReplayRate {
 			p := d.recent[s.rng.IntN(len(d.recent))]
-			var k struct {
-				Window uint64 `json:"window"`
-				Kind   string `json:"kind"`
-			}
-			_ = json.Unmarshal(p, &k)
-			out = append(out, SimMessage{Topic: d.topic, Payload: p, Key: Key{d.name, orWindow(k.Kind), k.Window}, Replay: true})
+			var k mqtt.Stats
+			_ = json.Unmarshal(p, &k) // our own encoding
+			out = append(out, SimMessage{Topic: d.topic, Payload: p, Key: Key{d.name, k.Kind, k.Window}, Replay: true})
 		}
 	}
 	return out
-}
-
-func orWindow(kind string) string {
-	if kind == "" {
-		return KindWindow
-	}
-	return kind
 }
 
 // Flush returns the windows still held by devices in an outage.
@@ -250,7 +240,7 @@ func (s *Simulator) Flush() []SimMessage {
 
 func (s *Simulator) deviceStep(d *simDevice, start, end time.Time) []SimMessage {
 	secs := s.cfg.Interval.Seconds()
-	st := mqtt.Stats{Schema: mqtt.SchemaVersion, Device: d.name, Department: d.dept, Start: start, End: end, Withheld: []string{}}
+	st := mqtt.Stats{Schema: mqtt.SchemaVersion, Kind: KindWindow, Device: d.name, Department: d.dept, Start: start, End: end, Withheld: []string{}}
 	st.Frames = mqtt.Frames{Processed: uint64(secs * 15)}
 	down := s.cfg.SourceDownRate > 0 && s.rng.Float64() < s.cfg.SourceDownRate
 	if down {
@@ -275,13 +265,13 @@ func (s *Simulator) deviceStep(d *simDevice, start, end time.Time) []SimMessage 
 	d.window++
 	st.Window = d.window
 	var out []SimMessage
-	out = append(out, s.message(d, Payload{Stats: st, Kind: KindWindow}))
+	out = append(out, s.message(d, Payload{Stats: st}))
 
 	if s.cfg.HourWindow > 0 {
 		hs := end.Add(-s.cfg.Interval).Truncate(s.cfg.HourWindow)
 		if !d.hourOpen {
 			d.hourOpen, d.hourStart = true, hs
-			d.hour = mqtt.Stats{Schema: mqtt.SchemaVersion, Device: d.name, Department: d.dept, Start: hs, Withheld: []string{}}
+			d.hour = mqtt.Stats{Schema: mqtt.SchemaVersion, Kind: KindHour, Device: d.name, Department: d.dept, Start: hs, Withheld: []string{}}
 			d.hourDown = 0
 			d.hourCounts = map[string]map[string]int{}
 		}
@@ -306,7 +296,7 @@ func (s *Simulator) deviceStep(d *simDevice, start, end time.Time) []SimMessage 
 			applyBreakdowns(&h, d.hourCounts, s.cfg.MinGroup)
 			d.hourID++
 			h.Window = d.hourID
-			out = append(out, s.message(d, Payload{Stats: h, Kind: KindHour}))
+			out = append(out, s.message(d, Payload{Stats: h}))
 			d.hourOpen = false
 		}
 	}

@@ -13,8 +13,8 @@ import (
 
 // Kinds of windows (the payload's "kind"; absent means KindWindow).
 const (
-	KindWindow = "window"
-	KindHour   = "hour"
+	KindWindow = mqtt.KindWindow
+	KindHour   = mqtt.KindHour
 )
 
 // Reasons a message is kept in edge_raw_messages instead of edge_windows.
@@ -28,13 +28,11 @@ const (
 // broker's message_size_limit should bound it long before.
 const maxRawPayload = 1 << 20
 
-// Payload is a stats message as published: [mqtt.Stats] plus the fields
-// added to schema 1 without a version bump. Its own Kind and WindowsLost
-// shadow those of mqtt.Stats once it carries them, so decoding works with
-// either.
+// Payload is a stats message as published: [mqtt.Stats] plus windows_lost,
+// added to schema 1 without a version bump. Its own WindowsLost shadows
+// that of mqtt.Stats once it carries it, so decoding works with either.
 type Payload struct {
 	mqtt.Stats
-	Kind        string `json:"kind,omitempty"`
 	WindowsLost uint64 `json:"windows_lost"`
 }
 
@@ -114,13 +112,9 @@ func fromPayload(topic string, p Payload) (Window, error) {
 	if err := s.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	kind := p.Kind
-	switch kind {
-	case "":
+	kind := s.Kind // Validate checked it
+	if kind == "" {
 		kind = KindWindow
-	case KindWindow, KindHour:
-	default:
-		errs = append(errs, fmt.Errorf("kind %q: want %q or %q", p.Kind, KindWindow, KindHour))
 	}
 	if s.Device == "" || s.Department == "" {
 		errs = append(errs, errors.New("device and department must be set"))

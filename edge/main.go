@@ -25,6 +25,8 @@ Usage:
   edge models info FILE    print a model's signature, quantization, operators, size and framing
   edge bench [flags]       per-stage latency and end-to-end frames per second on sample input
   edge subscribe [flags]   show live statistics per department from a broker
+  edge collect             store every device's windows in PostgreSQL (config: EDGE_* variables; see edge collect --help)
+  edge simulate [flags]    publish the windows of a simulated fleet (load tests, trying out the collector)
   edge version             print the version
 
 Run 'edge <command> --help' for a command's flags.
@@ -77,6 +79,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return benchCmd(ctx, rest, stdout, stderr)
 	case "subscribe":
 		return subscribeCmd(ctx, rest, stdout, stderr)
+	case "collect":
+		return collectCmd(ctx, rest, stdout, stderr)
+	case "simulate":
+		return simulateCmd(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "edge %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		return nil

@@ -163,3 +163,27 @@ func (b *SyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// StartMosquittoConfig starts a broker with exactly conf (plus "user root"
+// when the test runs as root, to keep access to its temporary files) and
+// waits until it listens on port, for tests of complete broker
+// configurations such as a bridge.
+func StartMosquittoConfig(t testing.TB, conf string, port int) *Mosquitto {
+	t.Helper()
+	m := &Mosquitto{t: t, bin: MosquittoPath(t), Port: port}
+	m.conf = filepath.Join(t.TempDir(), "mosquitto.conf")
+	if os.Geteuid() == 0 {
+		conf = "user root\n" + conf
+	}
+	if err := os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.Start()
+	t.Cleanup(func() {
+		m.Kill()
+		if t.Failed() {
+			t.Logf("mosquitto (port %d) output:\n%s", port, m.out.String())
+		}
+	})
+	return m
+}
