@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/edge-sensor/edge/collect"
+	"github.com/edge-sensor/edge/internal/localhttp"
 	"github.com/edge-sensor/edge/mqtt"
 )
 
@@ -40,6 +41,7 @@ type CollectConfig struct {
 	RollupInterval time.Duration `envconfig:"COLLECT_ROLLUP_INTERVAL" default:"60s" desc:"how often the hourly and daily roll-ups are refreshed"`
 	MaxBatch       int           `envconfig:"COLLECT_MAX_BATCH" default:"1000" desc:"most windows written in one transaction"`
 	Addr           string        `envconfig:"COLLECT_ADDR" default:"127.0.0.1:8081" desc:"local HTTP address for /healthz, /metrics and the dashboard (empty: no HTTP server)"`
+	Hosts          []string      `envconfig:"COLLECT_HOSTS" default:"" desc:"host names the HTTP server answers besides IP addresses and localhost (against DNS rebinding), e.g. the collector's name for a remote Prometheus"`
 	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
 }
@@ -49,7 +51,7 @@ func loadCollectConfig() (CollectConfig, error) {
 	if err := envconfig.Process(envPrefix, &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
-			return c, configError{fmt.Errorf("%s_%s=%q: not a valid %s", envPrefix, pe.KeyName, pe.Value, pe.TypeName)}
+			return c, configError{fmt.Errorf("%s=%q: not a valid %s", pe.KeyName, pe.Value, pe.TypeName)}
 		}
 		return c, configError{err}
 	}
@@ -70,6 +72,13 @@ func loadCollectConfig() (CollectConfig, error) {
 	if err := c.collectorConfig(nil, nil).Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	// 0 would mean "default" to the collector: here it is a mistake.
+	if c.MinGroup < 1 {
+		bad("MIN_GROUP", "%d: want 1 or more (min group)", c.MinGroup)
+	}
+	if c.MaxBatch < 1 {
+		bad("COLLECT_MAX_BATCH", "%d: want 1 or more", c.MaxBatch)
+	}
 	if c.RollupInterval < time.Second {
 		bad("COLLECT_ROLLUP_INTERVAL", "%v: want at least 1s", c.RollupInterval)
 	}
@@ -86,6 +95,9 @@ func loadCollectConfig() (CollectConfig, error) {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("LOG_FORMAT", "%q: want text or json", c.LogFormat)
+	}
+	if err := (localhttp.Rules{Hosts: c.Hosts}).Validate(); err != nil {
+		bad("COLLECT_HOSTS", "%v", err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return c, configError{err}
@@ -136,7 +148,7 @@ func collectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if cfg.Addr != "" {
 		mux := collect.NewMux(c, reg)
 		mountDashboard(mux, store, log)
-		srv, err := serveCollectHTTP(ctx, cfg.Addr, mux, log)
+		srv, err := serveCollectHTTP(ctx, cfg.Addr, localhttp.Rules{Hosts: cfg.Hosts}, mux, log)
 		if err != nil {
 			return err
 		}
@@ -149,15 +161,18 @@ func collectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // collector's HTTP server; until then the server has /metrics and /healthz.
 func mountDashboard(_ *http.ServeMux, _ *collect.Store, _ *slog.Logger) {}
 
-func serveCollectHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
+// serveCollectHTTP serves h under the local pages' rules (Host allow-list,
+// timeouts, connection cap), listening before it returns so that a bad
+// address is an error at start.
+func serveCollectHTTP(ctx context.Context, addr string, rules localhttp.Rules, h http.Handler, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, configError{fmt.Errorf("%s_COLLECT_ADDR %s: %w", envPrefix, addr, err)}
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := rules.Server(h)
+	srv.BaseContext = func(net.Listener) context.Context { return ctx }
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(rules.Listener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
 		}
 	}()
