@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/edge-sensor/edge/collect"
+	"github.com/edge-sensor/edge/collect/dashboard"
 	"github.com/edge-sensor/edge/internal/localhttp"
 	"github.com/edge-sensor/edge/mqtt"
 )
@@ -157,9 +158,12 @@ func collectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return c.Run(ctx)
 }
 
-// mountDashboard is where the dashboard (collect/dashboard) is added to the
-// collector's HTTP server; until then the server has /metrics and /healthz.
-func mountDashboard(_ *http.ServeMux, _ *collect.Store, _ *slog.Logger) {}
+// mountDashboard serves the dashboard (collect/dashboard: the page at /,
+// its files and JSON) beside /metrics and /healthz, reading the roll-ups
+// of store.
+func mountDashboard(mux *http.ServeMux, store *collect.Store, log *slog.Logger) {
+	mux.Handle("/", dashboard.New(dashboard.NewPostgres(store.Pool()), dashboard.WithLogger(log)))
+}
 
 // serveCollectHTTP serves h under the local pages' rules (Host allow-list,
 // timeouts, connection cap), listening before it returns so that a bad
