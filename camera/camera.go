@@ -19,6 +19,16 @@ import (
 // frame as lost and calls Next again.
 var ErrCorrupt = errors.New("corrupt frame")
 
+// ErrTooLarge marks a frame or file refused before decoding because it
+// would take more memory than WithMaxPixels allows. It wraps ErrCorrupt:
+// such frames are counted and skipped like any undecodable one.
+var ErrTooLarge = fmt.Errorf("%w: too large", ErrCorrupt)
+
+// DefaultMaxPixels is the default WithMaxPixels: 4 MiP, 2560x1600 or
+// 2688x1520 (4 MP cameras). edge's whole process measured 117 MB of peak
+// RSS at 2560x1440 with the preview open, 256 MB at 3840x2160.
+const DefaultMaxPixels = 4 << 20
+
 // Frame is one picture from a Source.
 //
 // A Frame and the memory behind Luma and Image belong to the Source and stay
@@ -115,6 +125,7 @@ type options struct {
 	log           *slog.Logger
 	minBackoff    time.Duration
 	maxBackoff    time.Duration
+	maxPixels     int
 }
 
 // WithSize asks for frames of w×h pixels. A V4L2 device must offer that
@@ -148,8 +159,23 @@ func WithBackoff(min, max time.Duration) Option {
 	return func(o *options) { o.minBackoff, o.maxBackoff = min, max }
 }
 
+// WithMaxPixels bounds the pictures a source decodes from encoded input
+// (image files, archive entries, HTTP MJPEG parts and snapshots, V4L2 MJPEG
+// frames): a picture whose header announces more than n pixels is not
+// decoded but counted as corrupt (ErrTooLarge), and a file or part longer
+// than maxEncodedBytes(n) is not read. Decoding needs several bytes per
+// pixel, so this is what bounds the memory hostile or broken input can
+// take. A V4L2 device's negotiated size is always allowed. Default
+// DefaultMaxPixels.
+func WithMaxPixels(n int) Option { return func(o *options) { o.maxPixels = n } }
+
+// maxEncodedBytes bounds an encoded picture of at most maxPixels pixels: 4
+// bytes a pixel (an 8-bit RGBA PNG that did not compress at all) and 64 KiB
+// of headers and metadata.
+func maxEncodedBytes(maxPixels int) int64 { return 4*int64(maxPixels) + 64<<10 }
+
 func buildOptions(opts []Option) (options, error) {
-	o := options{minBackoff: 250 * time.Millisecond, maxBackoff: 5 * time.Second}
+	o := options{minBackoff: 250 * time.Millisecond, maxBackoff: 5 * time.Second, maxPixels: DefaultMaxPixels}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -170,6 +196,8 @@ func buildOptions(opts []Option) (options, error) {
 		return o, fmt.Errorf("invalid size %dx%d", o.width, o.height)
 	case o.fps < 0:
 		return o, fmt.Errorf("invalid fps %d", o.fps)
+	case o.maxPixels <= 0:
+		return o, fmt.Errorf("invalid max pixels %d", o.maxPixels)
 	case o.minBackoff <= 0 || o.maxBackoff < o.minBackoff:
 		return o, fmt.Errorf("invalid backoff %v..%v", o.minBackoff, o.maxBackoff)
 	}

@@ -66,7 +66,7 @@ func openFFmpegFile(ctx context.Context, file string, o options) (Source, error)
 		return nil, fmt.Errorf("camera: open %q: %w", file, err)
 	}
 	life, stop := context.WithCancel(context.WithoutCancel(ctx))
-	sess, err := startFFmpeg(ctx, life, bin, file, ffmpegArgs(file, false, o), 0)
+	sess, err := startFFmpeg(ctx, life, bin, file, ffmpegArgs(file, false, o), 0, pgmLimit(o))
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("camera: open %q: %w", file, err)
@@ -88,7 +88,7 @@ func openFFmpegLive(ctx context.Context, rawURL string, o options) (Source, erro
 	}
 	args := ffmpegArgs(rawURL, true, o)
 	dial := func(call, life context.Context) (session, error) {
-		s, err := startFFmpeg(call, life, bin, name, args, ffmpegStall)
+		s, err := startFFmpeg(call, life, bin, name, args, ffmpegStall, pgmLimit(o))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -130,7 +130,11 @@ type pgmFrame struct {
 // startFFmpeg starts ffmpeg and waits for its first frame (or failure),
 // bounded by ctx. The process is killed when life is done, and when stall > 0
 // and it goes that long without a frame.
-func startFFmpeg(ctx, life context.Context, bin, name string, args []string, stall time.Duration) (*ffmpegSession, error) {
+// pgmLimit is the most pixels a frame from ffmpeg may have: ffmpeg scales
+// to WithSize when it is set, so only a stream without one can exceed it.
+func pgmLimit(o options) int { return max(o.maxPixels, o.width*o.height) }
+
+func startFFmpeg(ctx, life context.Context, bin, name string, args []string, stall time.Duration, maxPixels int) (*ffmpegSession, error) {
 	cmd := exec.Command(bin, args...)
 	s := &ffmpegSession{
 		name: name, cmd: cmd,
@@ -149,7 +153,7 @@ func startFFmpeg(ctx, life context.Context, bin, name string, args []string, sta
 		s.free <- nil
 	}
 	s.stopLife = context.AfterFunc(life, s.kill)
-	go s.read(out, stall)
+	go s.read(out, stall, maxPixels)
 
 	var first pgmFrame
 	select {
@@ -169,7 +173,7 @@ func startFFmpeg(ctx, life context.Context, bin, name string, args []string, sta
 	return s, nil
 }
 
-func (s *ffmpegSession) read(out io.Reader, stall time.Duration) {
+func (s *ffmpegSession) read(out io.Reader, stall time.Duration, maxPixels int) {
 	defer close(s.done)
 	// The watchdog only runs while waiting for ffmpeg, not while waiting
 	// for the consumer to take a frame or give a buffer back.
@@ -186,6 +190,10 @@ func (s *ffmpegSession) read(out io.Reader, stall time.Duration) {
 			w, h, err := readPGMHeader(br)
 			if err != nil {
 				return err
+			}
+			if int64(w)*int64(h) > int64(maxPixels) {
+				// Not a frame to skip: ffmpeg would go on sending such frames.
+				return fmt.Errorf("ffmpeg frame %dx%d is more than the limit of %d pixels: set a smaller size", w, h, maxPixels)
 			}
 			buf = grow(buf, w*h)
 			if _, err := io.ReadFull(br, buf); err != nil {

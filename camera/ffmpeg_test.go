@@ -125,7 +125,7 @@ func testFFmpegLiveRestart(t *testing.T, mp4 string) {
 	}
 	args := ffmpegArgs(mp4, false, o)
 	dial := func(call, life context.Context) (session, error) {
-		return startFFmpeg(call, life, "ffmpeg", "test", args, 10*time.Second)
+		return startFFmpeg(call, life, "ffmpeg", "test", args, 10*time.Second, DefaultMaxPixels)
 	}
 	s, err := newLiveSource(context.Background(), "test", dial, o)
 	if err != nil {

@@ -18,10 +18,6 @@ import (
 	"time"
 )
 
-// maxJPEG bounds one HTTP frame, so that a misbehaving server cannot make us
-// buffer without end.
-const maxJPEG = 32 << 20
-
 // httpStall is how long an MJPEG stream may go without a complete frame
 // before it counts as lost (a camera can hang with the TCP connection open).
 const httpStall = 10 * time.Second
@@ -98,11 +94,16 @@ func dialHTTP(call, life context.Context, client *http.Client, rawURL, name stri
 			break
 		}
 		o.log.Info("camera opened", "source", name, "kind", "mjpeg stream")
-		return newMJPEGSession(sctx, cancel, resp.Body, params["boundary"], stall), nil
+		return newMJPEGSession(sctx, cancel, resp.Body, params["boundary"], stall, o.maxPixels), nil
 	case mt == "image/jpeg" || mt == "image/jpg" || mt == "image/png":
 		o.log.Info("camera opened", "source", name, "kind", "snapshot", "fps", o.fps)
-		s := &snapshotSession{client: client, url: rawURL, ctx: sctx, cancel: cancel, pace: newPacer(o.fps)}
-		s.first, err = readBody(resp)
+		s := &snapshotSession{client: client, url: rawURL, ctx: sctx, cancel: cancel, pace: newPacer(o.fps),
+			max: maxEncodedBytes(o.maxPixels), dec: decoder{maxPixels: o.maxPixels}}
+		s.first, err = readBody(resp, s.max)
+		if errors.Is(err, ErrTooLarge) {
+			// The camera answers; its picture is what is wrong.
+			s.firstErr, err = err, nil
+		}
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("%s: %w", name, err)
@@ -116,16 +117,15 @@ func dialHTTP(call, life context.Context, client *http.Client, rawURL, name stri
 	return nil, fmt.Errorf("%s: content type %q: %w", name, ct, err)
 }
 
-func readBody(resp *http.Response) ([]byte, error) {
+// readBody reads a snapshot of at most max bytes. A longer one is a
+// corrupt frame (ErrTooLarge), not a lost camera: the server works, the
+// picture is just not one we decode.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJPEG+1))
-	if err != nil {
-		return nil, err
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("%w: snapshot of %d bytes, more than %d", ErrTooLarge, resp.ContentLength, limit)
 	}
-	if len(b) > maxJPEG {
-		return nil, fmt.Errorf("image larger than %d bytes", maxJPEG)
-	}
-	return b, nil
+	return readMax(resp.Body, limit, max(resp.ContentLength, 0))
 }
 
 // mjpegSession reads the parts of a multipart/x-mixed-replace stream in its
@@ -133,19 +133,25 @@ func readBody(resp *http.Response) ([]byte, error) {
 // and so that a stalled stream is noticed.
 type mjpegSession struct {
 	cancel context.CancelFunc
-	parts  chan []byte
+	parts  chan part
 	done   chan struct{} // closed when the reader goroutine exits
 	err    error         // why the reader stopped; read after done
 	dec    decoder
 }
 
-func newMJPEGSession(ctx context.Context, cancel context.CancelFunc, body io.ReadCloser, boundary string, stall time.Duration) *mjpegSession {
-	s := &mjpegSession{cancel: cancel, parts: make(chan []byte, 1), done: make(chan struct{})}
-	go s.read(ctx, body, boundary, stall)
+// part is one multipart part: its bytes, or why they were not read.
+type part struct {
+	data []byte
+	err  error // wraps ErrTooLarge
+}
+
+func newMJPEGSession(ctx context.Context, cancel context.CancelFunc, body io.ReadCloser, boundary string, stall time.Duration, maxPixels int) *mjpegSession {
+	s := &mjpegSession{cancel: cancel, parts: make(chan part, 1), done: make(chan struct{}), dec: decoder{maxPixels: maxPixels}}
+	go s.read(ctx, body, boundary, stall, maxEncodedBytes(maxPixels))
 	return s
 }
 
-func (s *mjpegSession) read(ctx context.Context, body io.ReadCloser, boundary string, stall time.Duration) {
+func (s *mjpegSession) read(ctx context.Context, body io.ReadCloser, boundary string, stall time.Duration, maxBytes int64) {
 	defer close(s.done)
 	defer body.Close()
 	// Closing the body is what interrupts a blocked read: on Close (ctx)
@@ -162,11 +168,13 @@ func (s *mjpegSession) read(ctx context.Context, body io.ReadCloser, boundary st
 		p, err := mr.NextRawPart()
 		if err == nil {
 			var buf []byte
-			buf, err = readPart(p)
-			if err == nil {
+			buf, err = readPart(p, maxBytes)
+			if err == nil || errors.Is(err, ErrTooLarge) {
+				// An oversized part is skipped (NextRawPart reads past it
+				// without keeping it) and reported as a corrupt frame.
 				watchdog.Reset(stall)
 				select {
-				case s.parts <- buf:
+				case s.parts <- part{buf, err}:
 					continue
 				case <-ctx.Done():
 					err = ctx.Err()
@@ -203,41 +211,48 @@ func fixBoundary(br *bufio.Reader, boundary string) string {
 // returns as soon as the JPEG is in; without, only the next delimiter ends
 // the part, so frames come one frame late. The part is not closed here:
 // closing waits for the next delimiter, and NextRawPart skips to it anyway.
-func readPart(p *multipart.Part) ([]byte, error) {
-	if n, err := strconv.Atoi(p.Header.Get("Content-Length")); err == nil && n > 0 && n <= maxJPEG {
+func readPart(p *multipart.Part, limit int64) ([]byte, error) {
+	n, err := strconv.ParseInt(p.Header.Get("Content-Length"), 10, 64)
+	if err == nil && n > limit {
+		return nil, fmt.Errorf("%w: part of %d bytes, more than %d", ErrTooLarge, n, limit)
+	}
+	if err == nil && n > 0 {
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(p, buf); err != nil {
 			return nil, fmt.Errorf("part: %w", err)
 		}
 		return buf, nil
 	}
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(io.LimitReader(p, maxJPEG+1)); err != nil {
-		return nil, fmt.Errorf("part: %w", err)
+	b, err := readMax(p, limit, 0)
+	if err != nil && !errors.Is(err, ErrTooLarge) {
+		err = fmt.Errorf("part: %w", err)
 	}
-	if b.Len() > maxJPEG {
-		return nil, fmt.Errorf("part larger than %d bytes", maxJPEG)
-	}
-	return b.Bytes(), nil
+	return b, err
 }
 
 func (s *mjpegSession) next(ctx context.Context, f *Frame) error {
 	select {
-	case buf := <-s.parts:
-		f.Time = time.Now()
-		return s.dec.encoded(buf, f)
+	case p := <-s.parts:
+		return s.decode(p, f)
 	case <-s.done:
 		// Parts sent before the reader stopped are still worth decoding.
 		select {
-		case buf := <-s.parts:
-			f.Time = time.Now()
-			return s.dec.encoded(buf, f)
+		case p := <-s.parts:
+			return s.decode(p, f)
 		default:
 		}
 		return s.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+func (s *mjpegSession) decode(p part, f *Frame) error {
+	if p.err != nil {
+		return p.err
+	}
+	f.Time = time.Now()
+	return s.dec.encoded(p.data, f)
 }
 
 func (s *mjpegSession) close() error {
@@ -248,21 +263,26 @@ func (s *mjpegSession) close() error {
 
 // snapshotSession fetches one picture per frame from a snapshot URL.
 type snapshotSession struct {
-	client *http.Client
-	url    string
-	ctx    context.Context // the session's life
-	cancel context.CancelFunc
-	pace   pacer
-	first  []byte // the picture fetched while dialing
-	dec    decoder
+	client   *http.Client
+	url      string
+	ctx      context.Context // the session's life
+	cancel   context.CancelFunc
+	pace     pacer
+	first    []byte // the picture fetched while dialing
+	firstErr error  // or why it was not kept
+	max      int64  // longest snapshot read
+	dec      decoder
 }
 
 func (s *snapshotSession) next(ctx context.Context, f *Frame) error {
 	if err := s.pace.wait(ctx, s.ctx.Done()); err != nil {
 		return err
 	}
-	buf := s.first
-	s.first = nil
+	buf, ferr := s.first, s.firstErr
+	s.first, s.firstErr = nil, nil
+	if ferr != nil {
+		return ferr
+	}
 	if buf == nil {
 		rctx, cancel := context.WithTimeout(s.ctx, httpStall)
 		defer cancel()
@@ -272,7 +292,7 @@ func (s *snapshotSession) next(ctx context.Context, f *Frame) error {
 		if err != nil {
 			return err
 		}
-		if buf, err = readBody(resp); err != nil {
+		if buf, err = readBody(resp, s.max); err != nil {
 			return err
 		}
 	}

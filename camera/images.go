@@ -2,6 +2,7 @@ package camera
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -89,13 +90,14 @@ func openImageFiles(name string, paths []string, o options) (Source, error) {
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("camera: open %q: no images (%s)", name, strings.Join(imageExts, " "))
 	}
-	return newImageSource(name, &fileList{root: name, paths: paths}, o), nil
+	return newImageSource(name, &fileList{root: name, paths: paths, max: maxEncodedBytes(o.maxPixels)}, o), nil
 }
 
 // fileList reads image files one by one.
 type fileList struct {
 	root  string // names are relative to it
 	paths []string
+	max   int64 // longest file read; longer ones are ErrTooLarge
 	i     int
 }
 
@@ -105,12 +107,44 @@ func (l *fileList) read() (string, []byte, error) {
 	}
 	p := l.paths[l.i]
 	l.i++
-	b, err := os.ReadFile(p)
 	name, rerr := filepath.Rel(l.root, p)
 	if rerr != nil || name == "." {
 		name = filepath.Base(p)
 	}
+	b, err := readFileMax(p, l.max)
 	return filepath.ToSlash(name), b, err
+}
+
+// readFileMax reads the file at p unless it is longer than max bytes (then
+// an error wrapping ErrTooLarge). The length is checked on the open file and
+// again while reading, so a file that grows meanwhile is still bounded.
+func readFileMax(p string, limit int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%w: file of %d bytes, more than the %d a picture within the pixel limit needs", ErrTooLarge, fi.Size(), limit)
+	}
+	return readMax(f, limit, fi.Size())
+}
+
+// readMax reads r to its end, failing with ErrTooLarge past max bytes.
+// size is a hint for the buffer (0 when unknown).
+func readMax(r io.Reader, limit, size int64) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, min(limit, size)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
+		return nil, err
+	}
+	if int64(buf.Len()) > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	}
+	return buf.Bytes(), nil
 }
 
 func (l *fileList) rewind() error { l.i = 0; return nil }
@@ -131,14 +165,20 @@ func openTar(name string, gz bool, o options) (Source, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("camera: open %q: no images (%s)", name, strings.Join(imageExts, " "))
 	}
+	maxBytes := maxEncodedBytes(o.maxPixels)
 	if slices.IsSorted(names) {
-		return newImageSource(name, &tarStream{path: name, gz: gz}, o), nil
+		return newImageSource(name, &tarStream{path: name, gz: gz, max: maxBytes}, o), nil
 	}
 	o.log.Info("image archive not in name order; loading it into memory to sort", "source", name, "images", len(names))
 	m := &memList{}
 	err = walkTar(name, gz, func(h *tar.Header, r io.Reader) error {
-		b, err := io.ReadAll(r)
-		m.items = append(m.items, memImage{h.Name, b})
+		b, err := readEntry(h, r, maxBytes)
+		if errors.Is(err, ErrTooLarge) {
+			// Kept as its error: Next counts it as corrupt in its turn.
+			m.items = append(m.items, memImage{name: h.Name, err: err})
+			return nil
+		}
+		m.items = append(m.items, memImage{name: h.Name, data: b})
 		return err
 	})
 	if err != nil {
@@ -192,6 +232,7 @@ func openTarReader(name string, gz bool) (*os.File, *tar.Reader, error) {
 type tarStream struct {
 	path string
 	gz   bool
+	max  int64 // longest entry read
 	f    *os.File
 	tr   *tar.Reader
 }
@@ -215,12 +256,21 @@ func (t *tarStream) read() (string, []byte, error) {
 		if h.Typeflag != tar.TypeReg || !isImageName(h.Name) {
 			continue
 		}
-		b, err := io.ReadAll(t.tr)
-		if err != nil {
-			return "", nil, fmt.Errorf("read archive: %s: %w", h.Name, err)
+		b, err := readEntry(h, t.tr, t.max)
+		if err != nil && !errors.Is(err, ErrTooLarge) {
+			err = fmt.Errorf("read archive: %s: %w", h.Name, err)
 		}
-		return h.Name, b, nil
+		return h.Name, b, err
 	}
+}
+
+// readEntry reads an archive entry of at most max bytes; a longer one is
+// not read (the tar reader skips it) and gives an error wrapping ErrTooLarge.
+func readEntry(h *tar.Header, r io.Reader, limit int64) ([]byte, error) {
+	if h.Size > limit {
+		return nil, fmt.Errorf("%w: entry of %d bytes, more than the %d a picture within the pixel limit needs", ErrTooLarge, h.Size, limit)
+	}
+	return readMax(r, limit, h.Size)
 }
 
 func (t *tarStream) rewind() error { return t.close() }
@@ -237,6 +287,7 @@ func (t *tarStream) close() error {
 type memImage struct {
 	name string
 	data []byte
+	err  error // why data is missing (an entry too large to read)
 }
 
 // memList holds the images of an archive that had to be sorted.
@@ -251,7 +302,7 @@ func (m *memList) read() (string, []byte, error) {
 	}
 	it := m.items[m.i]
 	m.i++
-	return it.name, it.data, nil
+	return it.name, it.data, it.err
 }
 
 func (m *memList) rewind() error { m.i = 0; return nil }
@@ -274,7 +325,7 @@ type imageSource struct {
 }
 
 func newImageSource(name string, r imageReader, o options) *imageSource {
-	s := &imageSource{name: name, r: r, loop: o.loop, pace: newPacer(o.fps), done: make(chan struct{})}
+	s := &imageSource{name: name, r: r, loop: o.loop, pace: newPacer(o.fps), done: make(chan struct{}), dec: decoder{maxPixels: o.maxPixels}}
 	s.stats.setUp(time.Now())
 	return s
 }
@@ -298,19 +349,24 @@ func (s *imageSource) Next(ctx context.Context) (*Frame, error) {
 		s.stats.ended()
 		return nil, io.EOF
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrCorrupt) {
 		return nil, fmt.Errorf("camera: %s: %w", s.name, err)
 	}
 	f := &Frame{}
-	if err := s.dec.encoded(data, f); err != nil {
+	if err == nil {
+		err = s.dec.encoded(data, f)
+	}
+	// A bad picture takes its turn in the pace like a good one, so that a
+	// folder of broken files is not read in a busy loop.
+	if werr := s.pace.wait(ctx, s.done); werr != nil {
+		if errors.Is(werr, fs.ErrClosed) {
+			return nil, fmt.Errorf("camera: %s: %w", s.name, werr)
+		}
+		return nil, werr
+	}
+	if err != nil {
 		s.stats.corrupt()
 		return nil, fmt.Errorf("camera: %s: %s: %w", s.name, name, err)
-	}
-	if err := s.pace.wait(ctx, s.done); err != nil {
-		if errors.Is(err, fs.ErrClosed) {
-			return nil, fmt.Errorf("camera: %s: %w", s.name, err)
-		}
-		return nil, err
 	}
 	s.seq++
 	f.Seq, f.Time, f.Name = s.seq, time.Now(), name

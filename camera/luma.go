@@ -13,11 +13,14 @@ import (
 // decoder turns encoded or raw frames into a Frame's Luma and Image,
 // reusing its buffers from frame to frame. It is not safe for concurrent use.
 type decoder struct {
-	luma    []byte
-	raw     []byte // copy of a YUYV frame, behind packed
-	packed  YUYV
-	gray    image.Gray
-	spliced []byte // JPEG with Huffman tables inserted
+	// maxPixels refuses larger encoded pictures before decoding them (see
+	// WithMaxPixels); 0 means DefaultMaxPixels.
+	maxPixels int
+	luma      []byte
+	raw       []byte // copy of a YUYV frame, behind packed
+	packed    YUYV
+	gray      image.Gray
+	spliced   []byte // JPEG with Huffman tables inserted
 }
 
 // grow returns buf resized to n bytes, reallocating only when it is too small.
@@ -34,6 +37,13 @@ func (d *decoder) encoded(data []byte, f *Frame) error {
 	case len(data) >= 2 && data[0] == 0xFF && data[1] == 0xD8:
 		return d.jpeg(data, f)
 	case bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")):
+		cfg, err := png.DecodeConfig(bytes.NewReader(data))
+		if err != nil {
+			return fmt.Errorf("%w: png: %v", ErrCorrupt, err)
+		}
+		if err := d.fits("png", cfg); err != nil {
+			return err
+		}
 		img, err := png.Decode(bytes.NewReader(data))
 		if err != nil {
 			return fmt.Errorf("%w: png: %v", ErrCorrupt, err)
@@ -46,12 +56,42 @@ func (d *decoder) encoded(data []byte, f *Frame) error {
 
 // jpeg decodes a JPEG (or an MJPEG frame, which may lack Huffman tables) into f.
 func (d *decoder) jpeg(data []byte, f *Frame) error {
+	// The header is read first: a few hundred bytes can announce a picture
+	// whose decoding would take gigabytes.
+	cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("%w: jpeg: %v", ErrCorrupt, err)
+	}
+	if err := d.fits("jpeg", cfg); err != nil {
+		return err
+	}
 	data, d.spliced = withHuffmanTables(data, d.spliced)
 	img, err := jpeg.Decode(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("%w: jpeg: %v", ErrCorrupt, err)
 	}
 	d.picture(img, f)
+	return nil
+}
+
+// fits refuses a picture larger than d.maxPixels. Pictures that decode to
+// 16-bit colour (8 bytes a pixel: 16-bit RGB(A) PNGs) count their pixels
+// twice, as they take twice the memory of the 8-bit RGBA the limit allows for.
+func (d *decoder) fits(kind string, cfg image.Config) error {
+	limit := d.maxPixels
+	if limit <= 0 {
+		limit = DefaultMaxPixels
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return fmt.Errorf("%w: %s: empty picture %dx%d", ErrCorrupt, kind, cfg.Width, cfg.Height)
+	}
+	cost := int64(cfg.Width) * int64(cfg.Height)
+	if cfg.ColorModel == color.RGBA64Model || cfg.ColorModel == color.NRGBA64Model {
+		cost *= 2
+	}
+	if cost > int64(limit) {
+		return fmt.Errorf("%w: %s: %dx%d is more than the limit of %d pixels", ErrTooLarge, kind, cfg.Width, cfg.Height, limit)
+	}
 	return nil
 }
 

@@ -248,7 +248,9 @@ func dialV4L2(life context.Context, path string, o options, open deviceOpener, s
 	}
 	o.log.Info("camera opened", "source", path, "format", fourCCString(got.fourcc),
 		"width", got.width, "height", got.height, "fps", got.fps)
-	return &v4l2Session{dev: dev, format: got, stall: stall}, nil
+	// The negotiated size is allowed whatever the pixel limit: it is what was asked for.
+	dec := decoder{maxPixels: max(o.maxPixels, got.width*got.height)}
+	return &v4l2Session{dev: dev, format: got, stall: stall, dec: dec}, nil
 }
 
 // v4l2Session decodes the frames of one started device.

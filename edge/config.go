@@ -26,6 +26,7 @@ type Config struct {
 	FPS             int           `envconfig:"FPS" default:"15" desc:"capture frame rate; image sources are paced to it (0: as fast as processed)"`
 	Format          string        `envconfig:"FORMAT" default:"" desc:"V4L2 pixel format: yuyv, mjpeg or grey (empty: pick from what the device offers)"`
 	Loop            bool          `envconfig:"LOOP" default:"false" desc:"repeat an image or video source forever"`
+	MaxPixels       int           `envconfig:"MAX_PIXELS" default:"4194304" desc:"largest picture decoded from an image file, archive, MJPEG or snapshot URL, checked from its header (larger ones count as corrupt frames); bounds memory"`
 	Department      string        `envconfig:"DEPARTMENT" default:"default" desc:"department this sensor counts for (MQTT topic level)"`
 	DeviceID        string        `envconfig:"DEVICE_ID" default:"" desc:"device id (MQTT topic level; empty: the host name)"`
 	Tasks           []string      `envconfig:"TASKS" default:"emotion,age,gender" desc:"classifiers to run: any of emotion,age,gender (EU AI Act Art. 5(1)(f): no emotion inference at workplaces or in education)"`
@@ -93,6 +94,9 @@ func (c *Config) validate() error {
 	}
 	if _, _, err := c.size(); err != nil {
 		bad("SIZE", "%q: %v", c.Size, err)
+	}
+	if c.MaxPixels < 1<<10 || c.MaxPixels > 1<<28 {
+		bad("MAX_PIXELS", "%d: want 1024..268435456", c.MaxPixels)
 	}
 	if c.FPS < 0 || c.FPS > 240 {
 		bad("FPS", "%d: want 0..240", c.FPS)

@@ -175,6 +175,7 @@ type Pipeline struct {
 
 	det     *Detector
 	detect  func(luma []byte, w, h int, dst []Box) []Box // det.Detect; tests replace it
+	bad     *corruptGuard
 	tracker *Tracker
 	labeler *Labeler
 	agg     *Aggregator
@@ -214,6 +215,7 @@ func New(cfg Config, src Source, models []Classifier, sink Sink, opts ...Option)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.bad = newCorruptGuard(p.log)
 	var err error
 	if p.det, err = NewDetector(cfg.Detector); err != nil {
 		return nil, err
@@ -300,15 +302,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			// windows on time, advancing the frame clock by wall time.
 			// While frames flow, their clock alone closes windows, so a
 			// file processed slower than real time keeps exact windows;
-			// offline (Lossless) runs follow the frame clock only.
-			if !p.cfg.Lossless && time.Since(p.lastWall) >= idle {
+			// offline (Lossless) runs follow the frame clock only, unless
+			// their source yields nothing but corrupt frames: then there
+			// is no frame clock, and windows must still close.
+			if (!p.cfg.Lossless || p.bad.stuck()) && time.Since(p.lastWall) >= idle {
 				p.closeDue(ctx, p.now())
 			}
 		case <-ctx.Done():
 			stop()
 			wg.Wait()
 			end := p.now()
-			if p.cfg.Lossless {
+			if p.cfg.Lossless && !p.bad.stuck() {
 				end = p.lastTime
 			}
 			p.flush(ctx, end)
@@ -333,6 +337,9 @@ func (p *Pipeline) capture(ctx context.Context, free, queue chan *camera.Frame) 
 		case errors.Is(err, camera.ErrCorrupt):
 			p.corrupt.Add(1)
 			p.m.corrupt.Inc()
+			if err := p.bad.corrupt(ctx, err); err != nil {
+				return err
+			}
 			continue
 		case errors.Is(err, io.EOF):
 			return nil
@@ -344,8 +351,12 @@ func (p *Pipeline) capture(ctx context.Context, free, queue chan *camera.Frame) 
 		if f == nil || f.Width <= 0 || f.Height <= 0 || len(f.Luma) < f.Width*f.Height {
 			p.corrupt.Add(1)
 			p.m.corrupt.Inc()
+			if err := p.bad.corrupt(ctx, fmt.Errorf("%w: frame without its luma plane", camera.ErrCorrupt)); err != nil {
+				return err
+			}
 			continue
 		}
+		p.bad.good()
 		slot := <-free
 		p.copyFrame(slot, f)
 		if p.cfg.Lossless {

@@ -1,0 +1,475 @@
+//go:build faults
+
+package main
+
+// Fault tests for hostile input (issue 16, findings 5-8): the real edge
+// binary against mosquitto, fed huge pictures, corrupt-only sources, a
+// stalled HTTP camera and hostile HTTP clients. Run with `make test-faults`.
+
+import (
+	"bufio"
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"image"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edge-sensor/edge/mqtt"
+	"github.com/edge-sensor/edge/mqtt/mqtttest"
+)
+
+// faultRSSLimit is the most memory (VmHWM) edge may take on any input.
+const faultRSSLimit = 200 << 20
+
+// faultStopLimit bounds the time from SIGINT to exit: the flush timeout.
+const faultStopLimit = stopTimeout
+
+// procWatch samples a process's peak RSS (VmHWM) and CPU time until it exits.
+type procWatch struct {
+	pid  int
+	mu   sync.Mutex
+	hwm  int64 // bytes
+	cpu  time.Duration
+	stop chan struct{}
+	done chan struct{}
+}
+
+func watchProc(pid int) *procWatch {
+	w := &procWatch{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			w.sample()
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *procWatch) sample() {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.pid))
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			w.mu.Lock()
+			w.hwm = max(w.hwm, kb<<10)
+			w.mu.Unlock()
+		}
+	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.pid)); err == nil {
+		// Fields after the command name (which may hold spaces): utime is
+		// the 14th field overall, stime the 15th, in clock ticks (100/s).
+		if i := bytes.LastIndexByte(st, ')'); i > 0 {
+			f := strings.Fields(string(st[i+1:]))
+			if len(f) > 12 {
+				u, _ := strconv.ParseInt(f[11], 10, 64)
+				s, _ := strconv.ParseInt(f[12], 10, 64)
+				w.mu.Lock()
+				w.cpu = time.Duration(u+s) * 10 * time.Millisecond
+				w.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (w *procWatch) peak() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hwm
+}
+
+func (w *procWatch) cpuTime() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cpu
+}
+
+func (w *procWatch) close() { close(w.stop); <-w.done }
+
+// interruptAndTime sends SIGINT and returns how long edge took to exit
+// (killing it after limit+10s).
+func interruptAndTime(t *testing.T, cmd *exec.Cmd, w *procWatch) time.Duration {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	w.sample()
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-done:
+		d := time.Since(start)
+		if err != nil {
+			t.Errorf("edge run after SIGINT: %v", err)
+		}
+		return d
+	case <-time.After(faultStopLimit + 10*time.Second):
+		cmd.Process.Kill()
+		<-done
+		return time.Since(start)
+	}
+}
+
+var hugeFiles struct {
+	sync.Once
+	dir string
+	err error
+}
+
+// hugeInputs writes, once per run, the pictures of finding 5: an 8000x8000
+// JPEG, a 16000x16000 PNG of a few hundred KB, and a 2 GiB sparse .jpg.
+func hugeInputs(t *testing.T) string {
+	t.Helper()
+	hugeFiles.Do(func() {
+		dir, err := os.MkdirTemp("", "edge-faults")
+		if err != nil {
+			hugeFiles.err = err
+			return
+		}
+		hugeFiles.dir = dir
+		for _, mk := range []func(string) error{writeHugeJPEG, writeHugePNG, writeSparseJPEG, writeLimitPictures} {
+			if err := mk(dir); err != nil {
+				hugeFiles.err = err
+				return
+			}
+		}
+	})
+	if hugeFiles.err != nil {
+		t.Fatal(hugeFiles.err)
+	}
+	return hugeFiles.dir
+}
+
+func writeHugeJPEG(dir string) error {
+	img := image.NewGray(image.Rect(0, 0, 8000, 8000))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i / 8000)
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: 50}); err != nil {
+		return err
+	}
+	return writeInFolder(dir, "jpeg", "huge.jpg", b.Bytes())
+}
+
+// writeHugePNG streams a 16000x16000 RGB PNG of zeros: 768 MB of pixels in
+// a file of some 300 KB, written without holding the picture in memory.
+func writeHugePNG(dir string) error {
+	const w, h = 16000, 16000
+	var idat bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&idat, zlib.BestCompression)
+	row := make([]byte, 1+3*w) // filter byte 0, then zeros
+	for range h {
+		zw.Write(row)
+	}
+	zw.Close()
+	var out bytes.Buffer
+	out.WriteString("\x89PNG\r\n\x1a\n")
+	chunk := func(typ string, data []byte) {
+		binary.Write(&out, binary.BigEndian, uint32(len(data)))
+		crc := crc32.NewIEEE()
+		io.WriteString(crc, typ)
+		crc.Write(data)
+		out.WriteString(typ)
+		out.Write(data)
+		binary.Write(&out, binary.BigEndian, crc.Sum32())
+	}
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
+	chunk("IHDR", ihdr)
+	chunk("IDAT", idat.Bytes())
+	chunk("IEND", nil)
+	return writeInFolder(dir, "png", "huge.png", out.Bytes())
+}
+
+func writeSparseJPEG(dir string) error {
+	if err := os.MkdirAll(filepath.Join(dir, "sparse"), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "sparse", "huge.jpg"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte{0xFF, 0xD8, 0xFF}); err != nil {
+		return err
+	}
+	return f.Truncate(2 << 30)
+}
+
+// writeLimitPictures writes pictures just within the default pixel limit
+// (4 MiP), in colour, with detail that does not compress away: a 2560x1600
+// JPEG and a 2048x2048 8-bit RGBA PNG.
+func writeLimitPictures(dir string) error {
+	noisy := func(w, h int) *image.NRGBA {
+		img := image.NewNRGBA(image.Rect(0, 0, w, h))
+		x := uint32(1)
+		for i := range img.Pix {
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			img.Pix[i] = byte(x>>24) | 0x0f
+		}
+		return img
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, noisy(2560, 1600), &jpeg.Options{Quality: 90}); err != nil {
+		return err
+	}
+	if err := writeInFolder(dir, "limit-jpeg", "a.jpg", b.Bytes()); err != nil {
+		return err
+	}
+	b.Reset()
+	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&b, noisy(2048, 2048)); err != nil {
+		return err
+	}
+	return writeInFolder(dir, "limit-png", "a.png", b.Bytes())
+}
+
+func writeInFolder(dir, sub, name string, data []byte) error {
+	if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, sub, name), data, 0o644)
+}
+
+// mjpegOf serves one picture over and over as an MJPEG stream, as a
+// hostile or broken network camera could.
+func mjpegOf(t *testing.T, pic []byte) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+		bw := bufio.NewWriter(w)
+		for r.Context().Err() == nil {
+			fmt.Fprintf(bw, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(pic))
+			bw.Write(pic)
+			bw.WriteString("\r\n")
+			if bw.Flush() != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/stream.mjpeg"
+}
+
+// TestFaultHugeImages (finding 5): whatever the picture, edge stays under
+// 200 MB, counts the picture as corrupt with a log line, and SIGINT ends it
+// within its flush timeout.
+func TestFaultHugeImages(t *testing.T) {
+	dir := hugeInputs(t)
+	hugePNG, err := os.ReadFile(filepath.Join(dir, "png", "huge.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jpg, err := os.ReadFile(filepath.Join(dir, "jpeg", "huge.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		source func(t *testing.T) string
+		within bool // within the limit: decoded, not refused
+	}{
+		{"jpeg 8000x8000 in a folder", func(*testing.T) string { return filepath.Join(dir, "jpeg") }, false},
+		{"png 16000x16000 in a folder", func(*testing.T) string { return filepath.Join(dir, "png") }, false},
+		{"2 GiB .jpg", func(*testing.T) string { return filepath.Join(dir, "sparse") }, false},
+		{"png 16000x16000 as an MJPEG part", func(t *testing.T) string { return mjpegOf(t, hugePNG) }, false},
+		{"jpeg 8000x8000 as an MJPEG part", func(t *testing.T) string { return mjpegOf(t, jpg) }, false},
+		// At the limit, with the preview watched: what the default allows
+		// must fit too.
+		{"jpeg 2560x1600 with the preview", func(*testing.T) string { return filepath.Join(dir, "limit-jpeg") }, true},
+		{"png 2048x2048 RGBA with the preview", func(*testing.T) string { return filepath.Join(dir, "limit-png") }, true},
+	}
+	broker := mqtttest.StartMosquitto(t)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			col := collectStatsAs(t, broker.URL(), fmt.Sprintf("faults-huge-%d", i))
+			env := edgeEnv(t, broker.URL(), "EDGE_SOURCE="+tc.source(t),
+				"EDGE_LOOP=true", "EDGE_FPS=2", "EDGE_PUBLISH_INTERVAL=2s", "EDGE_LOG_LEVEL=info")
+			var preview string
+			if tc.within {
+				preview = fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+				env = append(env, "EDGE_PREVIEW_ADDR="+preview, "EDGE_FPS=0")
+			}
+			cmd, logs := startEdge(t, env)
+			w := watchProc(cmd.Process.Pid)
+			defer w.close()
+			if tc.within {
+				stop := watchSnapshots(t, preview)
+				defer stop()
+			}
+			// Give it time for several pictures and a window or two.
+			waitStats(col, 12*time.Second, func(s []mqtt.Stats) bool { return len(s) >= 2 })
+			exit := interruptAndTime(t, cmd, w)
+			peak := w.peak()
+			t.Logf("peak RSS %.0f MB, exit %.2f s after SIGINT", float64(peak)/(1<<20), exit.Seconds())
+			if peak >= faultRSSLimit {
+				t.Errorf("peak RSS %.0f MB, want under %d MB", float64(peak)/(1<<20), faultRSSLimit>>20)
+			}
+			if exit > faultStopLimit {
+				t.Errorf("exit %.1f s after SIGINT, want within %v", exit.Seconds(), faultStopLimit)
+			}
+			var corrupt, processed uint64
+			for _, s := range col.snapshot() {
+				corrupt += s.Frames.Corrupt
+				processed += s.Frames.Processed
+			}
+			if tc.within {
+				if corrupt != 0 || processed == 0 {
+					t.Errorf("%d frames processed, %d corrupt: a picture within the limit must be decoded", processed, corrupt)
+				}
+				return
+			}
+			if corrupt == 0 {
+				t.Errorf("no window counts a corrupt frame (windows: %d)", len(col.snapshot()))
+			}
+			if !strings.Contains(logs.String(), "corrupt frames skipped") || !strings.Contains(logs.String(), "too large") {
+				t.Errorf("no log line says a picture was too large:\n%s", tail(logs.String(), 2000))
+			}
+		})
+	}
+}
+
+// watchSnapshots fetches the preview's snapshot in a loop, so that the
+// preview encodes frames as it does while someone watches.
+func watchSnapshots(t *testing.T, addr string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			resp, err := http.Get("http://" + addr + "/snapshot.jpg")
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// TestFaultCorruptOnlySource (finding 6): a looped zero-byte JPEG read as
+// fast as possible neither spins nor withholds windows.
+func TestFaultCorruptOnlySource(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "empty.jpg"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broker := mqtttest.StartMosquitto(t)
+	col := collectStatsAs(t, broker.URL(), "faults-corrupt")
+	cmd, logs := startEdge(t, edgeEnv(t, broker.URL(), "EDGE_SOURCE="+dir, "EDGE_LOOP=true", "EDGE_FPS=0",
+		"EDGE_PUBLISH_INTERVAL=2s", "EDGE_LOG_LEVEL=info"))
+	w := watchProc(cmd.Process.Pid)
+	defer w.close()
+	start := time.Now()
+	got := waitStats(col, 10*time.Second, func(s []mqtt.Stats) bool { return len(s) >= 3 })
+	elapsed := time.Since(start)
+	w.sample()
+	cpu := w.cpuTime()
+	exit := interruptAndTime(t, cmd, w)
+	var corrupt uint64
+	for _, s := range col.snapshot() {
+		corrupt += s.Frames.Corrupt
+	}
+	t.Logf("%d windows, %d corrupt frames, %.0f%% of a core over %.1f s; exit %.2f s after SIGINT",
+		len(got), corrupt, 100*cpu.Seconds()/elapsed.Seconds(), elapsed.Seconds(), exit.Seconds())
+	if len(got) < 3 {
+		t.Errorf("%d windows of 2 s in %.1f s, want 3: windows must close on time", len(got), elapsed.Seconds())
+	}
+	if rate := float64(corrupt) / elapsed.Seconds(); rate > 100 {
+		t.Errorf("%.0f corrupt frames a second: the source is read in a busy loop", rate)
+	}
+	if share := cpu.Seconds() / elapsed.Seconds(); share > 0.2 {
+		t.Errorf("%.0f%% of a core for a source of corrupt frames", 100*share)
+	}
+	if n := strings.Count(logs.String(), "corrupt frames skipped"); n == 0 || n > 3 {
+		t.Errorf("%d log lines about corrupt frames in %.0f s, want 1 to 3 (rate-limited)", n, elapsed.Seconds())
+	}
+	if exit > faultStopLimit {
+		t.Errorf("exit %.1f s after SIGINT, want within %v", exit.Seconds(), faultStopLimit)
+	}
+}
+
+// collectStatsAs is collectStats with its own client id, so that subtests
+// do not take over each other's session.
+func collectStatsAs(t *testing.T, url, id string) *statsCollector {
+	t.Helper()
+	c := &statsCollector{}
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(true).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond)
+	opts.SetOnConnectHandler(func(cl paho.Client) {
+		cl.Subscribe("edge/+/+/stats", 1, func(_ paho.Client, m paho.Message) {
+			var s mqtt.Stats
+			if err := json.Unmarshal(m.Payload(), &s); err != nil {
+				t.Errorf("stats payload is not JSON: %v: %s", err, m.Payload())
+				return
+			}
+			c.mu.Lock()
+			c.msgs = append(c.msgs, s)
+			c.mu.Unlock()
+		})
+	})
+	c.cli = paho.NewClient(opts)
+	if tok := c.cli.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("collector connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.cli.Disconnect(100) })
+	time.Sleep(200 * time.Millisecond) // let the subscription settle
+	return c
+}
+
+// waitStats waits up to timeout for cond, returning what arrived either way.
+func waitStats(c *statsCollector, timeout time.Duration, cond func([]mqtt.Stats) bool) []mqtt.Stats {
+	deadline := time.Now().Add(timeout)
+	for {
+		s := c.snapshot()
+		if cond(s) || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
