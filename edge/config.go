@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/edge-sensor/edge/mqtt"
 )
 
 // envPrefix is the prefix of every variable edge reads: EDGE_SOURCE, EDGE_MQTT_URL, …
@@ -52,6 +54,7 @@ type Config struct {
 	DiagInterval time.Duration `envconfig:"DIAGNOSTICS_INTERVAL" default:"60s" desc:"how often to publish fps, drops and latencies"`
 	QueueMax     int           `envconfig:"QUEUE_MAX" default:"10000" desc:"most windows kept on disk while the broker is down (oldest dropped)"`
 	QueueMaxAge  time.Duration `envconfig:"QUEUE_MAX_AGE" default:"168h" desc:"oldest window kept on disk while the broker is down"`
+	QueueMemMax  int           `envconfig:"QUEUE_MEMORY_MAX" default:"1440" desc:"most windows held in memory while the state directory cannot store them (oldest lost and counted)"`
 	PreviewAddr  string        `envconfig:"PREVIEW_ADDR" default:"127.0.0.1:8080" desc:"local HTTP address for /healthz, /metrics and the preview (empty: no HTTP server)"`
 	Preview      bool          `envconfig:"PREVIEW" default:"true" desc:"serve annotated frames on PREVIEW_ADDR (false: only /healthz and /metrics)"`
 	StatsStdout  bool          `envconfig:"STATS_STDOUT" default:"false" desc:"also print each stats window as a JSON line on stdout"`
@@ -150,6 +153,9 @@ func (c *Config) validate() error {
 	if c.QueueMax < 1 {
 		bad("QUEUE_MAX", "%d: want 1 or more", c.QueueMax)
 	}
+	if c.QueueMemMax < 1 {
+		bad("QUEUE_MEMORY_MAX", "%d: want 1 or more", c.QueueMemMax)
+	}
 	if (c.MQTTCert == "") != (c.MQTTKey == "") {
 		bad("MQTT_CERT", "MQTT_CERT and MQTT_KEY go together")
 	}
@@ -224,8 +230,11 @@ func (c Config) logAttrs() []any {
 	for i := 0; i < t.NumField(); i++ {
 		name := t.Field(i).Tag.Get("envconfig")
 		val := fmt.Sprint(v.Field(i).Interface())
-		if secretVars[name] && val != "" {
+		switch {
+		case secretVars[name] && val != "":
 			val = "REDACTED"
+		case name == "MQTT_URL":
+			val = mqtt.RedactURL(val) // ssl://user:password@host
 		}
 		if f := v.Field(i); f.Kind() == reflect.Slice {
 			parts := make([]string, f.Len())

@@ -131,7 +131,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		BrokerURL: brokerURL, Username: cfg.MQTTUser, Password: cfg.MQTTPassword,
 		TLS:    mqtt.TLSConfig{CAFile: cfg.MQTTCA, CertFile: cfg.MQTTCert, KeyFile: cfg.MQTTKey},
 		Prefix: cfg.MQTTPrefix, Department: cfg.Department, Device: cfg.DeviceID,
-		StateDir: cfg.StateDir, MaxQueue: cfg.QueueMax, MaxQueueAge: cfg.QueueMaxAge,
+		StateDir: cfg.StateDir, MaxQueue: cfg.QueueMax, MaxQueueAge: cfg.QueueMaxAge, MaxMemQueue: cfg.QueueMemMax,
 		Interval: cfg.Interval, DisableDiscovery: !cfg.HADiscovery, Tasks: taskLabels,
 		SWVersion: version, Logger: log,
 	})
@@ -149,7 +149,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	}()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newBrokerCollector(pub.BrokerState))
 	obs := &frameObserver{}
 	var prev *preview.Server
 	if cfg.PreviewAddr != "" && cfg.Preview {
@@ -168,7 +169,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	}
 
 	if cfg.PreviewAddr != "" {
-		srv, err := serveHTTP(ctx, cfg.PreviewAddr, reg, prev, pl, log)
+		srv, err := serveHTTP(ctx, cfg.PreviewAddr, reg, prev, pl, pub.BrokerState, log)
 		if err != nil {
 			return err
 		}
@@ -308,12 +309,11 @@ func (t *teeSink) Publish(ctx context.Context, s mqtt.Stats) error {
 
 // serveHTTP starts the local HTTP server: /healthz, /metrics and, when on,
 // the preview. It listens before returning so a bad address is an error at start.
-func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, prev *preview.Server, pl *pipeline.Pipeline, log *slog.Logger) (*http.Server, error) {
+func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, prev *preview.Server, pl *pipeline.Pipeline, broker func() mqtt.BrokerState, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "ok frames=%d\n", pl.Frames().Processed)
+		writeHealth(w, pl.Frames().Processed, broker())
 	})
 	if prev != nil {
 		mux.Handle("/", prev.Handler())
@@ -330,6 +330,40 @@ func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, prev 
 	}()
 	log.Info("local HTTP server", "addr", ln.Addr().String(), "preview", prev != nil)
 	return srv, nil
+}
+
+// writeHealth answers /healthz: "ok frames=N" (200) while windows reach the
+// broker, else "degraded frames=N: reasons" (503) naming what keeps them
+// from it (a refusing broker, a failing state directory, lost windows not
+// yet reported).
+func writeHealth(w http.ResponseWriter, frames uint64, st mqtt.BrokerState) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	probs := st.Problems()
+	if len(probs) == 0 {
+		fmt.Fprintf(w, "ok frames=%d\n", frames)
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintf(w, "degraded frames=%d: %s\n", frames, strings.Join(probs, "; "))
+}
+
+// brokerStatus is the broker part of the systemd status line: "connected",
+// or the state and its problems, e.g. "disconnected (not_authorized), 3
+// windows lost, not yet reported to the broker".
+func brokerStatus(st mqtt.BrokerState) string {
+	s := "connected"
+	if !st.Connected {
+		s = "disconnected"
+		if st.Cause != "" {
+			s += " (" + st.Cause + ")"
+		}
+	}
+	for _, p := range st.Problems() {
+		if !strings.HasPrefix(p, "broker not connected") {
+			s += ", " + p
+		}
+	}
+	return s
 }
 
 // statusLoop tells systemd that edge is ready once frames flow (the models
@@ -355,11 +389,7 @@ func statusLoop(ctx context.Context, n *service.Notifier, pl *pipeline.Pipeline,
 			}
 			if d := now.Sub(lastAt); d >= 5*time.Second {
 				fps := float64(frames-last) / d.Seconds()
-				broker := "disconnected"
-				if pub.Connected() {
-					broker = "connected"
-				}
-				n.Status(service.StatusText(fps, int(obs.faces.Load()), broker))
+				n.Status(service.StatusText(fps, int(obs.faces.Load()), brokerStatus(pub.BrokerState())))
 				last, lastAt = frames, now
 			}
 		}

@@ -24,6 +24,7 @@ const (
 	DefaultAckTimeout           = 30 * time.Second
 	DefaultMaxQueue             = 10080 // a week of one-minute windows
 	DefaultMaxQueueAge          = 7 * 24 * time.Hour
+	DefaultMaxMemQueue          = 1440 // a day of one-minute windows, about 1.5 MB
 	DefaultInterval             = time.Minute
 )
 
@@ -71,6 +72,11 @@ type Config struct {
 	// oldest windows are dropped and counted (BrokerState.QueueDropped).
 	MaxQueue    int
 	MaxQueueAge time.Duration
+	// MaxMemQueue bounds the windows held in memory while the state
+	// directory cannot store them (disk full, read-only, out of file
+	// descriptors); beyond it the oldest are lost and counted
+	// (BrokerState.WindowsLost, Stats.WindowsLost).
+	MaxMemQueue int
 
 	// Interval is the length of a stats window; Home Assistant sensors
 	// expire after three intervals without a message.
@@ -158,6 +164,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxQueue == 0 {
 		c.MaxQueue = DefaultMaxQueue
 	}
+	if c.MaxMemQueue == 0 {
+		c.MaxMemQueue = DefaultMaxMemQueue
+	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
 	}
@@ -185,7 +194,7 @@ func (c Config) Validate() error {
 	u, err := parseBrokerURL(c.BrokerURL)
 	add(err)
 	if err == nil && !isTLSScheme(u.Scheme) && !c.TLS.isZero() {
-		add(fmt.Errorf("mqtt: TLS options are set but broker URL %q is not a TLS URL (use ssl://, tls:// or mqtts://)", c.BrokerURL))
+		add(fmt.Errorf("mqtt: TLS options are set but broker URL %q is not a TLS URL (use ssl://, tls:// or mqtts://)", RedactURL(c.BrokerURL)))
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		add(errors.New("mqtt: tls: client certificate and key must be given together"))
@@ -215,6 +224,9 @@ func (c Config) Validate() error {
 	if c.MaxQueue < 0 {
 		add(fmt.Errorf("mqtt: max queue must be positive, got %d", c.MaxQueue))
 	}
+	if c.MaxMemQueue < 0 {
+		add(fmt.Errorf("mqtt: max memory queue must be positive, got %d", c.MaxMemQueue))
+	}
 	seen := map[string]bool{}
 	for _, t := range c.Tasks {
 		switch {
@@ -235,15 +247,42 @@ func (c Config) Validate() error {
 
 func isTLSScheme(s string) bool { return s == "ssl" || s == "tls" || s == "mqtts" }
 
-// parseBrokerURL checks a broker URL and adds the default port.
+// RedactURL hides the user information (user name and password) of a URL
+// for printing: "ssl://user:secret@host:8883" becomes
+// "ssl://REDACTED@host:8883". It works on text that does not parse as a URL
+// too, so that error messages about a bad URL leak nothing either.
+func RedactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		scheme, rest = "", s
+	}
+	// The last '@' ends the user information even when the password holds
+	// '@', '/', '?' or '#'.
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return s
+	}
+	if ok {
+		scheme += "://"
+	}
+	return scheme + "REDACTED@" + rest[at+1:]
+}
+
+// parseBrokerURL checks a broker URL and adds the default port. Its errors
+// print the URL redacted.
 func parseBrokerURL(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, errors.New("mqtt: broker URL must be set (e.g. tcp://127.0.0.1:1883)")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt: invalid broker URL: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, password included
+		}
+		return nil, fmt.Errorf("mqtt: invalid broker URL %q: %w", RedactURL(raw), err)
 	}
+	redacted := RedactURL(raw)
 	var port string
 	switch u.Scheme {
 	case "tcp", "mqtt":
@@ -251,17 +290,17 @@ func parseBrokerURL(raw string) (*url.URL, error) {
 	case "ssl", "tls", "mqtts":
 		port = "8883"
 	default:
-		return nil, fmt.Errorf("mqtt: invalid broker URL %q: scheme must be tcp, mqtt, ssl, tls or mqtts", raw)
+		return nil, fmt.Errorf("mqtt: invalid broker URL %q: scheme must be tcp, mqtt, ssl, tls or mqtts", redacted)
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("mqtt: invalid broker URL %q: missing host", raw)
+		return nil, fmt.Errorf("mqtt: invalid broker URL %q: missing host", redacted)
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("mqtt: invalid broker URL %q: unexpected path, query or fragment", raw)
+		return nil, fmt.Errorf("mqtt: invalid broker URL %q: unexpected path, query or fragment", redacted)
 	}
 	if u.Port() == "" {
 		if strings.HasSuffix(u.Host, ":") {
-			return nil, fmt.Errorf("mqtt: invalid broker URL %q: empty port", raw)
+			return nil, fmt.Errorf("mqtt: invalid broker URL %q: empty port", redacted)
 		}
 		u.Host = net.JoinHostPort(u.Hostname(), port)
 	}

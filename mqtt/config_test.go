@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -88,8 +89,48 @@ func TestParseBrokerURLDefaultPorts(t *testing.T) {
 			t.Errorf("%s → %s, want %s", in, u, want)
 		}
 	}
-	if got := redactURL("tcp://u:secret@h"); strings.Contains(got, "secret") {
-		t.Errorf("redactURL leaks the password: %s", got)
+}
+
+// Neither RedactURL nor any error about a broker URL prints its user
+// information, whether or not the URL parses.
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"ssl://user:secret@h:8883", "ssl://REDACTED@h:8883"},
+		{"tcp://secret@h", "tcp://REDACTED@h"},
+		{"tcp://u:p@ss/w?rd#secret@h:1883", "tcp://REDACTED@h:1883"},
+		{"user:secret@h:1883", "REDACTED@h:1883"},
+		{"tcp://h:1883", "tcp://h:1883"},
+		{"", ""},
+	} {
+		if got := RedactURL(tc.in); got != tc.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	for _, bad := range []string{
+		"http://u:secret@h",          // wrong scheme
+		"tcp://u:secret@h:1883/path", // path
+		"tcp://u:secret@:1883",       // no host
+		"tcp://u:secret@h:",          // empty port
+		"tcp://u:sec ret@h:99999x",   // does not parse
+		"tcp://u:secret%zz@h",        // bad escape
+		"u:secret@h:1883",            // no scheme
+	} {
+		_, err := parseBrokerURL(bad)
+		if err == nil {
+			t.Errorf("%s: no error", bad)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "sec ret") {
+			t.Errorf("%s: error leaks the password: %v", bad, err)
+		}
+		cfg := Config{BrokerURL: bad, Department: "d", Device: "c", StateDir: "x", TLS: TLSConfig{CAFile: "ca"}}
+		if err := cfg.Validate(); strings.Contains(fmt.Sprint(err), "secret") {
+			t.Errorf("%s: Validate leaks the password: %v", bad, err)
+		}
+	}
+	cfg := Config{BrokerURL: "tcp://u:secret@h", Department: "d", Device: "c", StateDir: "x", TLS: TLSConfig{CAFile: "ca"}}
+	if err := cfg.Validate(); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("TLS options with a tcp:// URL: %v", err)
 	}
 }
 

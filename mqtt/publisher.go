@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -58,8 +59,13 @@ type Publisher struct {
 	connCh chan struct{} // closed and replaced on every connect
 
 	lost    atomic.Uint64
-	failing atomic.Bool
 	lastErr atomic.Pointer[string]
+
+	overTLS  bool
+	failMu   sync.Mutex
+	cause    string            // cause of the last failed connection attempt; "" while connected
+	failures map[string]uint64 // failed connection attempts by cause
+	warned   map[string]bool   // causes logged since the last successful connect
 }
 
 // NewPublisher validates cfg, opens the state directory (queue and window
@@ -81,6 +87,9 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 	opts := paho.NewClientOptions().
 		AddBroker(u.String()).
 		SetClientID(cfg.ClientID).
+		// MQTT 3.1.1 only: paho's fallback to 3.1 would retry every refusal
+		// and report the second broker's answer instead of the first.
+		SetProtocolVersion(4).
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
 		SetCleanSession(true).
@@ -134,11 +143,17 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 		haEvt:   make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		connCh:  make(chan struct{}),
+
+		overTLS:  isTLSScheme(u.Scheme),
+		failures: map[string]uint64{},
+		warned:   map[string]bool{},
 	}
 	opts.SetOnConnectHandler(func(paho.Client) { p.onConnect() }).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { p.onConnectionLost(err) }).
 		SetConnectionNotificationHandler(func(_ paho.Client, n paho.ConnectionNotification) {
-			if f, ok := n.(paho.ConnectionNotificationBrokerFailed); ok {
+			// Failed covers every failed attempt: dial, TLS handshake and
+			// CONNACK refusals (BrokerFailed only the first two).
+			if f, ok := n.(paho.ConnectionNotificationFailed); ok {
 				p.onConnectFailed(f.Reason)
 			}
 		})
@@ -150,7 +165,7 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 	}
 	go p.controlLoop()
 	p.client.Connect() // retries in the background until Close
-	log.Info("mqtt: publisher started", "broker", redactURL(u.String()), "stats_topic", topics.Stats,
+	log.Info("mqtt: publisher started", "broker", RedactURL(u.String()), "stats_topic", topics.Stats,
 		"queued", p.QueueLen(), "last_window", streams[0].last, "last_hour_window", streams[1].last)
 	return p, nil
 }
@@ -172,15 +187,11 @@ func openStream(kind, dir string, cfg Config, log *slog.Logger) (*stream, error)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("mqtt: create state directory for %s windows: %w", kind, err)
 	}
-	q, err := openQueue(dir, cfg.MaxQueue, cfg.MaxQueueAge, log.With("kind", kind))
+	q, err := openQueue(dir, cfg.MaxQueue, cfg.MaxMemQueue, cfg.MaxQueueAge, log.With("kind", kind))
 	if err != nil {
 		return nil, err
 	}
-	last, err := readWindowCounter(dir)
-	if err != nil {
-		return nil, err
-	}
-	return &stream{kind: kind, q: q, last: max(last, q.maxID()), wake: make(chan struct{}, 1)}, nil
+	return &stream{kind: kind, q: q, last: q.maxID(), wake: make(chan struct{}, 1)}, nil
 }
 
 // stream returns the sequence of a kind ("" is KindWindow); nil when unknown.
@@ -202,8 +213,8 @@ func (p *Publisher) Topics() Topics { return p.topics }
 // Connected reports whether the connection to the broker is up right now.
 func (p *Publisher) Connected() bool { return p.client.IsConnectionOpen() }
 
-// QueueLen is the number of windows (of every kind) waiting on disk for
-// acknowledgement.
+// QueueLen is the number of windows (of every kind) waiting for
+// acknowledgement, on disk or (while the state directory fails) in memory.
 func (p *Publisher) QueueLen() int {
 	n := 0
 	for _, st := range p.streams {
@@ -219,6 +230,18 @@ func (p *Publisher) Dropped() uint64 {
 	var n uint64
 	for _, st := range p.streams {
 		n += st.q.dropped.Load()
+	}
+	return n
+}
+
+// WindowsLost counts windows (of every kind) that will never be delivered,
+// since start: those Dropped counts, those that found neither disk nor
+// memory room while the state directory failed, and those still held in
+// memory at Close.
+func (p *Publisher) WindowsLost() uint64 {
+	var n uint64
+	for _, st := range p.streams {
+		n += st.q.lost.Load()
 	}
 	return n
 }
@@ -242,19 +265,41 @@ func (p *Publisher) LastWindowOf(kind string) uint64 {
 func (p *Publisher) BrokerState() BrokerState {
 	st := BrokerState{
 		Connected:       p.Connected(),
-		Queue:           p.QueueLen(),
 		QueueDropped:    p.Dropped(),
+		WindowsLost:     p.WindowsLost(),
 		ConnectionsLost: p.lost.Load(),
+	}
+	for _, s := range p.streams {
+		h := s.q.health()
+		st.Queue += h.queued
+		st.QueueMemory += h.inMemory
+		st.LostUnreported += h.lostUnreported
+		st.StateWriteFailures += s.q.storeFailures.Load()
+		if st.StateError == "" {
+			st.StateError = h.storeErr
+		}
 	}
 	if e := p.lastErr.Load(); e != nil {
 		st.LastError = *e
 	}
+	p.failMu.Lock()
+	if !st.Connected {
+		st.Cause = p.cause
+	}
+	if len(p.failures) > 0 {
+		st.ConnectFailures = maps.Clone(p.failures)
+	}
+	p.failMu.Unlock()
 	return st
 }
 
 // Publish queues one window for delivery and returns once it is durably on
 // disk; delivery happens in the background, in window order, surviving
-// broker outages and restarts. Device and Department default to the
+// broker outages and restarts. While the state directory cannot store it
+// (disk full, read-only, out of file descriptors) the window is held in
+// memory (at most Config.MaxMemQueue per kind) and still delivered; Publish
+// does not fail for that. The window's WindowsLost is set to the windows of
+// its kind lost since the last window that reported a loss. Device and Department default to the
 // Config's and must match it when set. Each kind has its own persisted id
 // sequence: a zero Window gets the next id of its kind's sequence; a
 // non-zero one must exceed LastWindowOf(s.Kind).
@@ -289,13 +334,13 @@ func (p *Publisher) Publish(ctx context.Context, s Stats) error {
 	case s.Window <= st.last:
 		return fmt.Errorf("%w: %s window %d is not after the last one %d", ErrWindowOrder, s.Kind, s.Window, st.last)
 	}
+	s.WindowsLost = st.q.takeLost()
 	data, err := json.Marshal(s)
 	if err != nil {
+		st.q.putBackLost(s.WindowsLost)
 		return fmt.Errorf("mqtt: encode stats: %w", err)
 	}
-	if err := st.q.put(s.Window, data); err != nil {
-		return err
-	}
+	st.q.put(s.Window, data, s.WindowsLost)
 	st.last = s.Window
 	signal(st.wake)
 	return nil
@@ -355,10 +400,13 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the sender, publishes the retained "offline" status when
-// connected and disconnects, all within ctx's deadline (without one, within
-// the ack timeout). Windows not yet acknowledged stay on disk and are sent
-// by the next Publisher using the same state directory.
+// Close stops accepting windows, waits while connected until the broker
+// acknowledged every queued window (so that none is sent again by the next
+// start), publishes the retained "offline" status and disconnects, all
+// within ctx's deadline (without one, within the ack timeout). Windows not
+// yet acknowledged stay on disk and are sent by the next Publisher using the
+// same state directory; windows held in memory because the state directory
+// failed are stored if it works again, else counted lost.
 func (p *Publisher) Close(ctx context.Context) error {
 	err := ErrClosed
 	p.once.Do(func() { err = p.close(ctx) })
@@ -374,6 +422,7 @@ func (p *Publisher) close(ctx context.Context) error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.drain(ctx)
 	close(p.stop)
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
@@ -399,11 +448,31 @@ func (p *Publisher) close(ctx context.Context) error {
 		quiesce = max(0, min(quiesce, time.Until(dl)))
 	}
 	p.client.Disconnect(uint(quiesce.Milliseconds()))
+	for _, st := range p.streams {
+		st.q.close()
+	}
 	if err := p.lock.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("mqtt: unlock state directory: %w", err))
 	}
 	p.log.Info("mqtt: publisher closed", "queued", p.QueueLen(), "last_window", p.LastWindow(), "last_hour_window", p.LastWindowOf(KindHour))
 	return errors.Join(errs...)
+}
+
+// drain waits until the queues are delivered, the connection is down or
+// ctx is done. Stopping the sender while a window awaits its PUBACK would
+// leave the window queued although the broker has it: the next start would
+// send it a second time.
+func (p *Publisher) drain(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for p.QueueLen() > 0 && p.client.IsConnectionOpen() {
+		select {
+		case <-ctx.Done():
+			p.log.Warn("mqtt: stop timeout reached with windows unacknowledged; they are sent again at the next start", "queued", p.QueueLen())
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (p *Publisher) isClosed() bool {
@@ -415,7 +484,10 @@ func (p *Publisher) isClosed() bool {
 // --- connection callbacks (called by paho on its goroutines; must not block) ---
 
 func (p *Publisher) onConnect() {
-	p.failing.Store(false)
+	p.failMu.Lock()
+	p.cause = ""
+	clear(p.warned)
+	p.failMu.Unlock()
 	p.log.Info("mqtt: connected to broker")
 	p.connMu.Lock()
 	close(p.connCh)
@@ -430,13 +502,27 @@ func (p *Publisher) onConnectionLost(err error) {
 	p.log.Warn("mqtt: connection to broker lost; windows stay queued on disk", "err", err)
 }
 
+// onConnectFailed counts a failed attempt by cause and logs each cause once
+// until the next successful connect: a refusal repeats every few seconds
+// for as long as it lasts, and one broker may fail in two ways by turns.
 func (p *Publisher) onConnectFailed(err error) {
-	p.setLastErr(err)
-	if !p.failing.Swap(true) {
-		p.log.Warn("mqtt: cannot reach broker; retrying in the background, windows stay queued on disk", "err", err)
+	if err == nil {
 		return
 	}
-	p.log.Debug("mqtt: connection attempt failed", "err", err)
+	p.setLastErr(err)
+	cause, reason := classifyConnectError(err, p.overTLS)
+	p.failMu.Lock()
+	p.failures[cause]++
+	p.cause = cause
+	first := !p.warned[cause]
+	p.warned[cause] = true
+	p.failMu.Unlock()
+	if first {
+		p.log.Warn("mqtt: broker connection failed; retrying in the background, windows stay queued",
+			"cause", cause, "reason", reason, "err", err)
+		return
+	}
+	p.log.Debug("mqtt: connection attempt failed", "cause", cause, "err", err)
 }
 
 func (p *Publisher) setLastErr(err error) {
@@ -463,13 +549,24 @@ func (p *Publisher) connSignal() <-chan struct{} {
 // --- background goroutines ---
 
 // sendLoop delivers one kind's queue oldest first, one window in flight at
-// a time.
+// a time. Whatever fails (the broker, the state directory), it never sends
+// the same window, nor reads the queue, faster than an exponential backoff
+// allows.
 func (p *Publisher) sendLoop(st *stream) {
 	defer p.wg.Done()
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := minBackoff
+	var lastID uint64
 	for {
-		id, data, ok := st.q.next()
+		id, data, ok, err := st.q.next()
+		if err != nil {
+			p.log.Warn("mqtt: cannot read the queue; retrying", "kind", st.kind, "err", err, "retry_in", backoff)
+			if !p.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
 		if !ok {
 			select {
 			case <-p.stop:
@@ -484,7 +581,19 @@ func (p *Publisher) sendLoop(st *stream) {
 		if !st.q.pin(id) {
 			continue // dropped by the queue bounds while waiting for the broker
 		}
-		err := p.awaitAck(p.client.Publish(p.topics.Stats, 1, false, data))
+		if id == lastID {
+			// Sending a window again: back off, however the last attempt
+			// ended, so that no failure can turn into a republish storm.
+			if !p.sleep(backoff) {
+				st.q.unpin()
+				return
+			}
+			backoff = min(2*backoff, maxBackoff)
+		} else {
+			backoff = minBackoff
+		}
+		lastID = id
+		err = p.awaitAck(p.client.Publish(p.topics.Stats, 1, false, data))
 		if err != nil {
 			st.q.unpin()
 		}
@@ -493,13 +602,8 @@ func (p *Publisher) sendLoop(st *stream) {
 			return
 		case err != nil:
 			p.log.Warn("mqtt: window not acknowledged; will send it again", "kind", st.kind, "window", id, "err", err, "retry_in", backoff)
-			if !p.sleep(backoff) {
-				return
-			}
-			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
-		backoff = minBackoff
 		st.q.done(id)
 		p.log.Debug("mqtt: window delivered", "kind", st.kind, "window", id, "queued", st.q.len())
 	}
@@ -624,13 +728,4 @@ func (p *Publisher) wait(tok paho.Token) error {
 	case <-t.C:
 		return errAckTimeout
 	}
-}
-
-// redactURL hides a password embedded in a broker URL.
-func redactURL(s string) string {
-	u, err := parseBrokerURL(s)
-	if err != nil {
-		return s
-	}
-	return u.Redacted()
 }

@@ -76,6 +76,15 @@ type Stats struct {
 	Frames            Frames    `json:"frames"`
 	SourceDownSeconds float64   `json:"source_down_seconds"`
 	LatencyMS         Latencies `json:"latency_ms"`
+
+	// WindowsLost is the number of this device's windows lost since the
+	// previous window that reported a loss: dropped from a full or stale
+	// queue, unreadable, or never stored because the state directory failed
+	// and the memory queue was full. Their ids are missing from the
+	// sequence: a gap in window ids that WindowsLost accounts for is a loss,
+	// one it does not account for is a window still on its way.
+	// Publisher.Publish fills it in.
+	WindowsLost uint64 `json:"windows_lost"`
 }
 
 // Breakdown is the distribution of one task's labels over the people
@@ -239,15 +248,58 @@ type Diagnostics struct {
 // BrokerState is the publisher's connection and queue state.
 type BrokerState struct {
 	Connected bool `json:"connected"`
-	// Queue is the number of windows waiting on disk for delivery.
+	// Queue is the number of windows waiting for delivery.
 	Queue int `json:"queue"`
+	// QueueMemory is how many of them are held in memory only, because the
+	// state directory could not store them.
+	QueueMemory int `json:"queue_memory"`
 	// QueueDropped counts windows dropped because the queue exceeded its
-	// length or age bound, since the publisher started.
+	// length or age bound (or a queued file was unreadable), since the
+	// publisher started.
 	QueueDropped uint64 `json:"queue_dropped"`
+	// WindowsLost counts windows that will never be delivered, since start:
+	// QueueDropped's, and those that found no room in memory while the
+	// state directory failed.
+	WindowsLost uint64 `json:"windows_lost"`
+	// LostUnreported is how many lost windows no delivered stats message
+	// has reported yet (see Stats.WindowsLost).
+	LostUnreported uint64 `json:"lost_unreported"`
+	// StateError is the state directory's last write error while it keeps
+	// failing; empty once a write succeeds.
+	StateError string `json:"state_error,omitempty"`
+	// StateWriteFailures counts failed writes to the state directory since start.
+	StateWriteFailures uint64 `json:"state_write_failures"`
 	// ConnectionsLost counts lost broker connections since start.
 	ConnectionsLost uint64 `json:"connections_lost"`
+	// Cause names why the connection attempts fail while disconnected
+	// (CauseBadCredentials, CauseNotAuthorized, CauseTLS…); empty while
+	// connected or before the first failure.
+	Cause string `json:"cause,omitempty"`
+	// ConnectFailures counts failed connection attempts by cause since start.
+	ConnectFailures map[string]uint64 `json:"connect_failures,omitempty"`
 	// LastError is the most recent connection error, if any.
 	LastError string `json:"last_error,omitempty"`
+}
+
+// Problems lists, in words, what keeps the publisher from its promise that
+// every window reaches the broker or is accounted for: an empty list means
+// healthy. edge reports them in /healthz and the systemd status.
+func (s BrokerState) Problems() []string {
+	var out []string
+	if !s.Connected {
+		p := "broker not connected"
+		if s.Cause != "" {
+			p += " (" + s.Cause + ": " + s.LastError + ")"
+		}
+		out = append(out, p)
+	}
+	if s.StateError != "" {
+		out = append(out, fmt.Sprintf("state directory failing (%d windows held in memory): %s", s.QueueMemory, s.StateError))
+	}
+	if s.LostUnreported > 0 {
+		out = append(out, fmt.Sprintf("%d windows lost, not yet reported to the broker", s.LostUnreported))
+	}
+	return out
 }
 
 // Status is the retained payload of the status topic.

@@ -79,7 +79,7 @@ func Subscribe(ctx context.Context, url, prefix string, handler func(topic strin
 		return err
 	}
 	if !isTLSScheme(u.Scheme) && !cfg.tls.isZero() {
-		return fmt.Errorf("mqtt: TLS options are set but broker URL %q is not a TLS URL", url)
+		return fmt.Errorf("mqtt: TLS options are set but broker URL %q is not a TLS URL", RedactURL(url))
 	}
 	if cfg.maxReconnectInterval <= 0 {
 		return fmt.Errorf("mqtt: max reconnect interval must be positive, got %v", cfg.maxReconnectInterval)
