@@ -17,6 +17,9 @@ const COLORS = {
 };
 const DEPT_COLORS = ["#2b59c3", "#d1495b", "#2a9d8f", "#e9a03b", "#7b2cbf", "#6a994e", "#8d5524", "#ff5d8f", "#118ab2", "#5c677d"];
 const WITHHELD = "#c8ccd1";
+// Long windows close just after each hour and then travel through brokers
+// and the collector's roll-up refresh.
+const PENDING = 15 * 60;
 
 const $ = (id) => document.getElementById(id);
 const utc = (sec) => uPlot.tzDate(new Date(sec * 1e3), "Etc/UTC");
@@ -148,7 +151,7 @@ function render() {
 
   headcount("chart-seen", xs, depts, byDept, (c) => c.people_seen, size);
   headcount("chart-peak", xs, depts, byDept, (c) => c.people_now_peak, size);
-  const withheld = mixes(xs, depts, byDept, size);
+  const withheld = mixes(xs, depts, byDept, size, Date.parse(cells.now) / 1e3);
   deviceTable(devices);
 
   const n = cells.cells.length;
@@ -182,9 +185,11 @@ function headcount(id, xs, depts, byDept, value, size) {
 }
 
 // mixes draws, per department and task, the share of each label per cell as
-// stacked bars; withheld cells are one hatched bar. It returns how many
-// department-cells had a task withheld.
-function mixes(xs, depts, byDept, size) {
+// stacked bars; withheld cells are one hatched bar. A cell that has not
+// ended (plus PENDING for the devices' long windows to arrive) has no
+// breakdown yet: it is left blank and counted as incomplete, not withheld. It
+// returns how many department-cells had a task withheld.
+function mixes(xs, depts, byDept, size, now) {
   const list = $("mix-list");
   list.textContent = "";
   if (depts.length === 0) { list.innerHTML = '<p class="empty">No data in this range.</p>'; return 0; }
@@ -206,12 +211,13 @@ function mixes(xs, depts, byDept, size) {
       const cells = byDept.get(d);
       const labels = LABELS[task], colors = COLORS[task];
       const totals = labels.map(() => 0);
-      let reported = 0, withheld = 0;
+      let reported = 0, withheld = 0, incomplete = 0;
       const cum = labels.map(() => new Array(xs.length).fill(null));
       const held = new Array(xs.length).fill(null);
       cells.forEach((c, i) => {
         if (!c) return; // no data at all in this cell
         const counts = c[task];
+        if (!counts && xs[i] + size + PENDING > now) { incomplete++; return; }
         if (!counts) { held[i] = 100; withheld++; return; }
         const n = labels.reduce((s, l) => s + (counts[l] || 0), 0);
         if (n === 0) return;
@@ -225,6 +231,7 @@ function mixes(xs, depts, byDept, size) {
       el.dataset.task = task;
       el.dataset.reported = String(reported);
       el.dataset.withheld = String(withheld);
+      el.dataset.incomplete = String(incomplete);
       const all = totals.reduce((a, b) => a + b, 0);
       el.innerHTML = `<div class="chart-title"></div><div class="legend"></div><div class="plot"></div><div class="summary"></div>`;
       const legend = el.querySelector(".legend");
@@ -241,7 +248,8 @@ function mixes(xs, depts, byDept, size) {
       legend.appendChild(w);
       el.querySelector(".chart-title").textContent = task + " (share of the people classified in each " + (size === HOUR ? "hour" : "day") + ")";
       el.querySelector(".summary").innerHTML = `${reported} ${size === HOUR ? "hour" : "day"}(s) with a breakdown` +
-        (all ? ` (${all} people)` : "") + `, <span class="w">${withheld} withheld</span>`;
+        (all ? ` (${all} people)` : "") + `, <span class="w">${withheld} withheld</span>` +
+        (incomplete ? `, ${incomplete} not complete yet` : "");
       box.querySelector(".tasks").appendChild(el);
       const plot = el.querySelector(".plot");
       const bars = uPlot.paths.bars({ size: [0.9, 40], align: 1 });
@@ -267,6 +275,7 @@ function mixes(xs, depts, byDept, size) {
 }
 
 function ago(sec) {
+  sec = Math.max(sec, 0); // the database's clock may run a little ahead of the collector's
   if (sec < 90) return Math.round(sec) + " s ago";
   if (sec < 5400) return Math.round(sec / 60) + " min ago";
   if (sec < 2 * DAY) return (sec / HOUR).toFixed(1) + " h ago";
