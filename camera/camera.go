@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edge-sensor/edge/internal/redact"
 )
 
 // ErrCorrupt marks a frame that could not be decoded (a JPEG that does not
@@ -241,7 +243,7 @@ func Open(ctx context.Context, spec string, opts ...Option) (Source, error) {
 	case strings.HasPrefix(lower, "rtsp://") || strings.HasPrefix(lower, "rtsps://"):
 		return openFFmpegLive(ctx, spec, o)
 	case strings.Contains(spec, "://"):
-		return nil, fmt.Errorf("camera: open %q: unsupported URL scheme (want http, https, rtsp)", spec)
+		return nil, fmt.Errorf("camera: open %q: unsupported URL scheme (want http, https, rtsp)", redact.URL(spec))
 	case strings.HasPrefix(spec, "/dev/"):
 		return openV4L2(ctx, spec, o, openGo4vl)
 	}

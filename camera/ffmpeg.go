@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edge-sensor/edge/internal/redact"
 )
 
 // ffmpeg decodes video files and network streams. It writes grey PGM
@@ -82,7 +84,7 @@ func openFFmpegLive(ctx context.Context, rawURL string, o options) (Source, erro
 	if err != nil {
 		return nil, fmt.Errorf("camera: open: %w", err)
 	}
-	name := rawURL
+	name := redact.URL(rawURL)
 	if u, err := url.Parse(rawURL); err == nil {
 		name = u.Redacted()
 	}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/edge-sensor/edge/internal/redact"
 )
 
 // httpStall is how long an MJPEG stream may go without a complete frame
@@ -25,7 +27,11 @@ const httpStall = 10 * time.Second
 func openHTTP(ctx context.Context, rawURL string, o options) (Source, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("camera: open %q: %w", rawURL, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, password included
+		}
+		return nil, fmt.Errorf("camera: open %q: %w", redact.URL(rawURL), err)
 	}
 	// Log the URL without credentials.
 	name := u.Redacted()

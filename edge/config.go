@@ -14,7 +14,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/edge-sensor/edge/mqtt"
+	"github.com/edge-sensor/edge/internal/redact"
 )
 
 // envPrefix is the prefix of every variable edge reads: EDGE_SOURCE, EDGE_MQTT_URL, …
@@ -233,8 +233,8 @@ func (c Config) logAttrs() []any {
 		switch {
 		case secretVars[name] && val != "":
 			val = "REDACTED"
-		case name == "MQTT_URL":
-			val = mqtt.RedactURL(val) // ssl://user:password@host
+		case strings.Contains(val, "://"):
+			val = redact.URL(val) // ssl://user:password@host, http://admin:pw@camera
 		}
 		if f := v.Field(i); f.Kind() == reflect.Slice {
 			parts := make([]string, f.Len())

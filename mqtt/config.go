@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/edge-sensor/edge/internal/redact"
 )
 
 // Defaults applied by [Config] for zero values.
@@ -249,24 +251,8 @@ func isTLSScheme(s string) bool { return s == "ssl" || s == "tls" || s == "mqtts
 
 // RedactURL hides the user information (user name and password) of a URL
 // for printing: "ssl://user:secret@host:8883" becomes
-// "ssl://REDACTED@host:8883". It works on text that does not parse as a URL
-// too, so that error messages about a bad URL leak nothing either.
-func RedactURL(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		scheme, rest = "", s
-	}
-	// The last '@' ends the user information even when the password holds
-	// '@', '/', '?' or '#'.
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return s
-	}
-	if ok {
-		scheme += "://"
-	}
-	return scheme + "REDACTED@" + rest[at+1:]
-}
+// "ssl://REDACTED@host:8883", malformed URLs included.
+func RedactURL(s string) string { return redact.URL(s) }
 
 // parseBrokerURL checks a broker URL and adds the default port. Its errors
 // print the URL redacted.

@@ -1,27 +1,21 @@
 package mqtt
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/edge-sensor/edge/mqtt/mqtttest"
 )
 
 func TestClassifyConnectError(t *testing.T) {
@@ -50,102 +44,15 @@ func TestClassifyConnectError(t *testing.T) {
 	}
 }
 
-// pki is a CA with a server certificate for 127.0.0.1 and a client
-// certificate, plus a client certificate from a CA the broker does not know.
-type pki struct {
-	ca, serverCert, serverKey, clientCert, clientKey, foreignCert, foreignKey string
-}
-
-func writeMutualPKI(t *testing.T, dir string) pki {
-	t.Helper()
-	newCA := func(name string) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _ := x509.ParseCertificate(der)
-		return c, key, der
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	issue := func(ca *x509.Certificate, caKey *ecdsa.PrivateKey, serial int64, cn string, usage x509.ExtKeyUsage, name string) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(key)
-		return write(name+".pem", "CERTIFICATE", der), write(name+".key", "EC PRIVATE KEY", kder)
-	}
-	ca, caKey, caDER := newCA("edge test CA")
-	other, otherKey, _ := newCA("someone else's CA")
-	var p pki
-	p.ca = write("ca.pem", "CERTIFICATE", caDER)
-	p.serverCert, p.serverKey = issue(ca, caKey, 2, "127.0.0.1", x509.ExtKeyUsageServerAuth, "server")
-	p.clientCert, p.clientKey = issue(ca, caKey, 3, "cam-1", x509.ExtKeyUsageClientAuth, "client")
-	p.foreignCert, p.foreignKey = issue(other, otherKey, 4, "cam-1", x509.ExtKeyUsageClientAuth, "foreign")
-	return p
-}
-
-// secureMosquitto starts mosquitto with a password file and an ACL on its
-// plain port and a TLS port that requires client certificates from the
-// test CA. It returns the broker and the TLS port.
-func secureMosquitto(t *testing.T, user, password string, ca pki) (*mosquitto, int) {
-	t.Helper()
-	mosquittoPath(t)
-	passwd, err := exec.LookPath("mosquitto_passwd")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mosquitto_passwd is not installed but CI is set (apt-get install -y mosquitto)")
-		}
-		t.Skip("mosquitto_passwd is not installed")
-	}
-	dir := t.TempDir()
-	pwFile := filepath.Join(dir, "passwd")
-	if out, err := exec.Command(passwd, "-b", "-c", pwFile, user, password).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-	}
-	acl := filepath.Join(dir, "acl")
-	// The device may write only its own topics and read Home Assistant's status.
-	if err := os.WriteFile(acl, []byte("user "+user+"\ntopic readwrite edge/#\ntopic readwrite homeassistant/#\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tlsPort := freePort(t)
-	m := startMosquitto(t, "allow_anonymous false", "password_file "+pwFile, "acl_file "+acl,
-		fmt.Sprintf("listener %d 127.0.0.1", tlsPort), "cafile "+ca.ca, "certfile "+ca.serverCert, "keyfile "+ca.serverKey,
-		"require_certificate true", "use_identity_as_username true")
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), 5*time.Second)
-	return m, tlsPort
-}
-
 // Every refusal by the broker is visible: the state names its cause, the
 // failures are counted by cause, and the log says why once per cause
 // (before, a CONNACK refusal logged nothing, even at debug level).
 func TestBrokerRefusalsVisible(t *testing.T) {
 	t.Parallel()
-	ca := writeMutualPKI(t, t.TempDir())
-	m, tlsPort := secureMosquitto(t, "cam-1", "right-password", ca)
-	plain := m.url()
-	tlsURL := fmt.Sprintf("ssl://127.0.0.1:%d", tlsPort)
+	ca := mqtttest.NewPKI(t, t.TempDir())
+	m := mqtttest.StartSecureMosquitto(t, "cam-1", "right-password", ca)
+	plain := m.URL()
+	tlsURL := fmt.Sprintf("ssl://127.0.0.1:%d", m.TLSPort)
 
 	for _, tc := range []struct {
 		name      string
@@ -156,12 +63,12 @@ func TestBrokerRefusalsVisible(t *testing.T) {
 		logReason string // what the warning must say
 	}{
 		{name: "ok password", url: plain, user: "cam-1", pw: "right-password"},
-		{name: "ok client certificate", url: tlsURL, tls: TLSConfig{CAFile: ca.ca, CertFile: ca.clientCert, KeyFile: ca.clientKey}},
+		{name: "ok client certificate", url: tlsURL, tls: TLSConfig{CAFile: ca.CA, CertFile: ca.ClientCert, KeyFile: ca.ClientKey}},
 		{name: "wrong password", url: plain, user: "cam-1", pw: "wrong", cause: CauseNotAuthorized, logReason: "CONNACK 5"},
 		{name: "missing password", url: plain, cause: CauseNotAuthorized, logReason: "CONNACK 5"},
-		{name: "missing client certificate", url: tlsURL, tls: TLSConfig{CAFile: ca.ca}, cause: CauseTLS, logReason: "client certificate"},
-		{name: "rejected client certificate", url: tlsURL, tls: TLSConfig{CAFile: ca.ca, CertFile: ca.foreignCert, KeyFile: ca.foreignKey}, cause: CauseTLS, logReason: "client certificate"},
-		{name: "tcp URL at the TLS port", url: fmt.Sprintf("tcp://127.0.0.1:%d", tlsPort), cause: CauseProtocol, logReason: "TLS port"},
+		{name: "missing client certificate", url: tlsURL, tls: TLSConfig{CAFile: ca.CA}, cause: CauseTLS, logReason: "client certificate"},
+		{name: "rejected client certificate", url: tlsURL, tls: TLSConfig{CAFile: ca.CA, CertFile: ca.ForeignCert, KeyFile: ca.ForeignKey}, cause: CauseTLS, logReason: "client certificate"},
+		{name: "tcp URL at the TLS port", url: fmt.Sprintf("tcp://127.0.0.1:%d", m.TLSPort), cause: CauseProtocol, logReason: "TLS port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
