@@ -28,6 +28,11 @@ type framingReport struct {
 	// Spread is the interquartile range of the per-image scale, a measure
 	// of how much the detector's box jitters relative to the face.
 	ScaleIQR [2]float64 `json:"scale_iqr"`
+	// OffsetXIQR and OffsetYIQR are the interquartile ranges of the
+	// per-image offsets: with ScaleIQR, the spread training's framing
+	// jitter draws from (models/robust.py).
+	OffsetXIQR [2]float64 `json:"offset_x_iqr"`
+	OffsetYIQR [2]float64 `json:"offset_y_iqr"`
 }
 
 func framingCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -96,6 +101,8 @@ func measureFraming(ctx context.Context, cfg pipeline.DetectorConfig, data strin
 	}
 	rep.Scale, rep.OffsetX, rep.OffsetY = median(scales), median(dxs), median(dys)
 	rep.ScaleIQR = [2]float64{quantile(scales, 0.25), quantile(scales, 0.75)}
+	rep.OffsetXIQR = [2]float64{quantile(dxs, 0.25), quantile(dxs, 0.75)}
+	rep.OffsetYIQR = [2]float64{quantile(dys, 0.25), quantile(dys, 0.75)}
 	return rep, nil
 }
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 import data
+import robust
 from net import COLORS, Arch, EdgeNet, count_macs, images_tensor, init_identity, load_deepened, mirror_images
 
 OUT = data.ROOT / "build" / "models"
@@ -52,12 +53,15 @@ def make_arch(task: str, trunk: str, input_size: int = 48) -> Arch:
     return Arch(input_size=input_size, stages=TRUNKS[trunk], heads=HEADS[task], dropout=0.3)
 
 
-def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
+            framing: dict[str, float] | None = None) -> torch.Tensor:
     """Random affine (flip, rotation, scale, shift), photometric jitter and cutout, batched.
 
     x is N x C x H x W in [0, 1], grey or Y, Cb, Cr. Pixels pulled from outside the
     image are mid grey (0.5 in every channel, neutral chroma included), as the Go
-    pipeline fills crops that reach past the frame. Brightness and contrast act on
+    pipeline fills crops that reach past the frame. With `framing` (robust.framing_jitter),
+    the zoom and shift follow the spread of the detector's boxes instead of uniform ranges.
+    Brightness and contrast act on
     the grey or luma channel; colour images also get a saturation jitter (chroma
     scaled about neutral), as cameras and white balance differ.
     """
@@ -67,8 +71,11 @@ def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch
         return (torch.rand(n, generator=g) * (hi - lo) + lo).to(dev)
 
     ang = u(-12, 12) * math.pi / 180 * strength
-    scale = torch.exp(u(-0.12, 0.12) * strength)  # >1 zooms out
-    tx, ty = u(-0.08, 0.08) * strength, u(-0.08, 0.08) * strength
+    if framing is None:
+        scale = torch.exp(u(-0.12, 0.12) * strength)  # >1 zooms out
+        tx, ty = u(-0.08, 0.08) * strength, u(-0.08, 0.08) * strength
+    else:
+        scale, tx, ty = (v.to(dev) for v in robust.jitter_theta(n, g, framing, strength))
     flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).to(dev)
     cos, sin = torch.cos(ang) * scale, torch.sin(ang) * scale
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
@@ -271,6 +278,20 @@ def main() -> None:
                     "cross-entropy of the int8 path's prediction against the float path's (same weights, same image)")
     ap.add_argument("--calib", type=int, help="--qat: training images for the activation ranges (default: "
                     "export.py's, and the same images)")
+    # Training for faces as a camera sees them (robust.py, issue 15); each is off by default.
+    ap.add_argument("--framing-jitter", action="store_true", help="draw the crop's zoom and shift from the spread "
+                    "of the detector's boxes on the training crops (models/framing.json) instead of uniform ranges")
+    ap.add_argument("--camera-aug", type=float, default=0.0, metavar="P", help="camera degradations (distance, "
+                    "blur, motion, noise, low light, MJPEG, white balance, grey camera, yaw) at training "
+                    "parameters, each on a share P/2 of every batch")
+    ap.add_argument("--erase", type=float, default=0.0, metavar="P", help="random erasing on a share P of the images")
+    ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
+    ap.add_argument("--ferplus", action="store_true", help="emotion: targets from the FER+ votes "
+                    "(ferplus_train.csv; contempt and unknown votes dropped and the rest renormalised; images "
+                    "without votes or with a not-a-face majority not trained on); val stays FER2013's labels")
+    ap.add_argument("--balance", type=float, default=0.0, metavar="POWER", help="draw each epoch's images with "
+                    "probability ∝ frequency^-POWER of their emotion class (age category for UTKFace tasks); "
+                    "replaces the loss's class weights")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -322,6 +343,13 @@ def main() -> None:
         ap.error("--qat fine-tunes a trained model: give it with --init")
     if args.qat and arch != init_arch:
         ap.error("--qat fine-tunes the --init model as it is: no other --trunk or --input-size")
+    if args.ferplus and args.task != "emotion":
+        ap.error("--ferplus relabels FER2013: --task emotion only")
+    for name in ("camera_aug", "erase"):
+        if not 0 <= getattr(args, name) <= 1:
+            ap.error(f"--{name.replace('_', '-')} {getattr(args, name)}: a probability in [0, 1]")
+    if args.mixup < 0 or args.balance < 0:
+        ap.error("--mixup and --balance take a value >= 0")
     args.out.mkdir(parents=True, exist_ok=True)
 
     if args.task == "emotion":
@@ -344,6 +372,19 @@ def main() -> None:
         weights = {"age": class_weights(abin, ka, 0.3), "gender": None}
         labels = {"age": data.AGE_BINS, "gender": data.GENDERS}
     ytr_hard = {h: ttr[h].argmax(1).numpy() for h in heads}
+    # which images an epoch draws (None: all), and by what weight (None: each once)
+    train_keep, groups = None, (ytr_hard["emotion"] if args.task == "emotion" else abin)
+    if args.ferplus:
+        names = robust.fer_names("train")
+        if len(names) != len(xtr):
+            ap.error(f"--ferplus: {len(names)} archive entries for {len(xtr)} training images")
+        votes, has = robust.ferplus_votes(names, data.data_dir() / "fer2013" / "ferplus_train.csv")
+        soft, train_keep = robust.ferplus_targets(votes, has)
+        # ytr_hard keeps FER2013's labels: train accuracy and the teachers' order check read them
+        ttr["emotion"] = torch.from_numpy(soft) * (1 - args.smoothing) + args.smoothing / len(data.EMOTIONS)
+        print(f"FER+ soft targets: {int(train_keep.sum())} of {len(xtr)} images trained on; their vote majority "
+              f"agrees with FER2013's label on {float((soft.argmax(1) == ytr_hard['emotion'])[train_keep].mean()):.4f}",
+              flush=True)
 
     sel = np.arange(len(xtr))
     if args.smoke:
@@ -351,6 +392,8 @@ def main() -> None:
         xtr = xtr[sel]
         ttr = {h: t[sel] for h, t in ttr.items()}
         ytr_hard = {h: y[sel] for h, y in ytr_hard.items()}
+        groups = groups[sel]
+        train_keep = None if train_keep is None else train_keep[sel]
         xva, yval = xva[:256], {h: y[:256] for h, y in yval.items()}
         args.epochs = 2
     for h, soft in teacher_targets(args.teacher, args.task, heads, ytr_hard, sel, args.kd_temp, dev).items():
@@ -358,6 +401,15 @@ def main() -> None:
         agree = float((soft.argmax(1).numpy() == ytr_hard[h]).mean())
         print(f"distilling {h} from the teachers saved for it, alpha {args.kd_alpha}, T {args.kd_temp}: "
               f"their top-1 agrees with the training labels on {agree:.4f}", flush=True)
+
+    framing = None
+    if args.framing_jitter:
+        framing = robust.framing_jitter("emotion" if args.task == "emotion" else "gender" if crop == 1.0 else "age")
+        print(f"framing jitter (standard deviations): {framing}", flush=True)
+    balance = robust.balance_weights(groups, args.balance) if args.balance else None
+    if balance is not None:
+        weights = {h: None for h in weights}  # the sampler balances already
+    n_train = len(xtr) if train_keep is None else int(train_keep.sum())
 
     model = EdgeNet(arch)
     if init is not None:
@@ -384,7 +436,7 @@ def main() -> None:
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
-    steps_per_epoch = math.ceil(len(xtr) / args.batch)
+    steps_per_epoch = math.ceil(n_train / args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15, div_factor=20, final_div_factor=200
     )
@@ -407,13 +459,21 @@ def main() -> None:
             print("qat ranges: " + ", ".join(f"{q.how}[{q.lo:.3g},{q.hi:.3g}]" for q in cal.acts)
                   + f", logits[{cal.logits.lo:.3g},{cal.logits.hi:.3g}]", flush=True)
         model.train()
-        perm = torch.randperm(len(xtr), generator=g)
+        perm = robust.epoch_order(len(xtr), g, train_keep, balance)
         tot_loss, correct, seen = 0.0, {h: 0 for h in heads}, 0
-        for i in range(0, len(xtr), args.batch):
+        for i in range(0, len(perm), args.batch):
             idx = perm[i : i + args.batch]
-            xb = augment(images_tensor(xtr[idx.numpy()]), g, args.aug_strength).to(dev)
+            xb = augment(images_tensor(xtr[idx.numpy()]), g, args.aug_strength, framing)
+            if args.camera_aug:
+                xb = robust.degrade(xb, g, args.camera_aug)
+            if args.erase:
+                xb = robust.random_erase(xb, g, args.erase)
+            tb = {h: ttr[h][idx] for h in heads}
+            if args.mixup:
+                xb, tb, _ = robust.mixup(xb, tb, g, args.mixup)
+            xb = xb.to(dev)
             out = model(xb)
-            loss = sum(soft_ce(out[h], ttr[h][idx].to(dev), None if weights[h] is None else weights[h].to(dev)) for h in heads)
+            loss = sum(soft_ce(out[h], tb[h].to(dev), None if weights[h] is None else weights[h].to(dev)) for h in heads)
             if args.qat_consistency:
                 # pull the int8 path's prediction towards the same weights' float one, which the
                 # export's agreement check compares it with
