@@ -14,6 +14,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/edge-sensor/edge/internal/localhttp"
 	"github.com/edge-sensor/edge/internal/redact"
 )
 
@@ -57,6 +58,7 @@ type Config struct {
 	QueueMemMax  int           `envconfig:"QUEUE_MEMORY_MAX" default:"1440" desc:"most windows held in memory while the state directory cannot store them (oldest lost and counted)"`
 	PreviewAddr  string        `envconfig:"PREVIEW_ADDR" default:"127.0.0.1:8080" desc:"local HTTP address for /healthz, /metrics and the preview (empty: no HTTP server)"`
 	Preview      bool          `envconfig:"PREVIEW" default:"true" desc:"serve annotated frames on PREVIEW_ADDR (false: only /healthz and /metrics)"`
+	PreviewHosts []string      `envconfig:"PREVIEW_HOSTS" default:"" desc:"host names the local HTTP server answers besides IP addresses, localhost and PREVIEW_ADDR's host (against DNS rebinding), e.g. the device's name"`
 	StatsStdout  bool          `envconfig:"STATS_STDOUT" default:"false" desc:"also print each stats window as a JSON line on stdout"`
 	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat    string        `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
@@ -166,6 +168,9 @@ func (c *Config) validate() error {
 		if _, err := os.Stat(v.path); err != nil {
 			bad(v.name, "%v", err)
 		}
+	}
+	if err := (localhttp.Rules{Hosts: c.PreviewHosts}).Validate(); err != nil {
+		bad("PREVIEW_HOSTS", "%v", err)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", "%v", err)

@@ -18,6 +18,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -472,4 +473,111 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// TestFaultPreviewPort (finding 8): a DNS-rebinding request cannot read a
+// frame, and thousands of idle connections to the preview port neither
+// exhaust edge's file descriptors nor stop its windows. edge runs with an
+// open-file limit of 1024, so that the flood needs only a few thousand
+// connections.
+func TestFaultPreviewPort(t *testing.T) {
+	broker := mqtttest.StartMosquitto(t)
+	col := collectStatsAs(t, broker.URL(), "faults-preview")
+	addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	cmd := exec.Command("bash", "-c", `ulimit -n 1024 && exec "$0" run`, edgeBinary(t))
+	cmd.Env = edgeEnv(t, broker.URL(), "EDGE_SOURCE=../camera/testdata/people.tar", "EDGE_LOOP=true",
+		"EDGE_FPS=10", "EDGE_PUBLISH_INTERVAL=2s", "EDGE_PREVIEW_ADDR="+addr, "EDGE_LOG_LEVEL=info")
+	var logs mqtttest.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("edge run output:\n%s", tail(logs.String(), 4000))
+		}
+	})
+	mqtttest.WaitListening(t, addr, 30*time.Second)
+	waitStats(col, 20*time.Second, func(s []mqtt.Stats) bool { return len(s) >= 1 })
+
+	// DNS rebinding: the browser sends the attacker's name as Host.
+	for _, path := range []string{"/snapshot.jpg", "/stats.json", "/metrics"} {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		req.Host = "attacker.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMisdirectedRequest {
+			t.Errorf("GET %s with Host attacker.example.com: %d (%d bytes), want 421", path, resp.StatusCode, len(body))
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/snapshot.jpg")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /snapshot.jpg on 127.0.0.1: %v %v", err, resp)
+	}
+	resp.Body.Close()
+
+	// The flood: connections that send nothing, and keep-alive ones left
+	// idle after a request.
+	before := len(col.snapshot())
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	floodStart := time.Now()
+	for i := range 3000 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			continue // the backlog is full: the kernel holds the rest
+		}
+		if i%2 == 0 {
+			fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(max(0, 8*time.Second-time.Since(floodStart)))
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", cmd.Process.Pid))
+	during := len(col.snapshot()) - before
+	t.Logf("%d connections open to the preview port; edge holds %d file descriptors; %d windows arrived in %.1f s of flood",
+		len(conns), len(fds), during, time.Since(floodStart).Seconds())
+	if during < 3 {
+		t.Errorf("%d windows of 2 s during %.0f s of idle connections, want 3 or more", during, time.Since(floodStart).Seconds())
+	}
+	if len(fds) > 512 {
+		t.Errorf("edge holds %d file descriptors under the flood: HTTP clients are not capped", len(fds))
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	// Once the clients are gone the server answers again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz after the flood: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if strings.Contains(logs.String(), "too many open files") {
+		t.Errorf("edge ran out of file descriptors:\n%s", tail(logs.String(), 3000))
+	}
+	w := watchProc(cmd.Process.Pid)
+	defer w.close()
+	if exit := interruptAndTime(t, cmd, w); exit > faultStopLimit {
+		t.Errorf("exit %.1f s after SIGINT", exit.Seconds())
+	}
 }

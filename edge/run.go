@@ -26,6 +26,7 @@ import (
 	"github.com/edge-sensor/edge/camera"
 	"github.com/edge-sensor/edge/edge/preview"
 	"github.com/edge-sensor/edge/edge/service"
+	"github.com/edge-sensor/edge/internal/localhttp"
 	"github.com/edge-sensor/edge/mqtt"
 	"github.com/edge-sensor/edge/pipeline"
 	"github.com/edge-sensor/edge/tflite"
@@ -169,7 +170,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	}
 
 	if cfg.PreviewAddr != "" {
-		srv, err := serveHTTP(ctx, cfg.PreviewAddr, reg, prev, pl, pub.BrokerState, log)
+		srv, err := serveHTTP(ctx, cfg.PreviewAddr, previewRules(cfg, log), reg, prev, pl, pub.BrokerState, log)
 		if err != nil {
 			return err
 		}
@@ -307,9 +308,50 @@ func (t *teeSink) Publish(ctx context.Context, s mqtt.Stats) error {
 	return err
 }
 
+// previewIdleTimeout closes keep-alive connections of the local HTTP server
+// that have been idle this long: a page polls /stats.json every few
+// seconds, so an idle connection is a client that left.
+const previewIdleTimeout = 30 * time.Second
+
+// previewRules are the local HTTP server's rules (internal/localhttp): the
+// Host allow-list against DNS rebinding (IP literals, localhost, the host of
+// EDGE_PREVIEW_ADDR and EDGE_PREVIEW_HOSTS), timeouts, and a connection cap
+// that leaves the file descriptors the publisher needs.
+func previewRules(cfg Config, log *slog.Logger) localhttp.Rules {
+	hosts := slices.Clone(cfg.PreviewHosts)
+	if h, _, err := net.SplitHostPort(cfg.PreviewAddr); err == nil && h != "" && net.ParseIP(h) == nil {
+		hosts = append(hosts, h)
+	}
+	limit, ok := openFileLimit()
+	conns := httpConnCap(limit, ok)
+	log.Debug("local HTTP server limits", "max_conns", conns, "open_file_limit", limit, "allowed_hosts", hosts)
+	return localhttp.Rules{Hosts: hosts, MaxConns: conns, IdleTimeout: previewIdleTimeout}
+}
+
+// fdReserve is the file descriptors kept for everything but HTTP clients:
+// the models, the camera (an ffmpeg's pipes), the state directory's queue
+// files, the broker connection and the embedded broker's clients.
+const fdReserve = 256
+
+// httpConnCap is the cap on open HTTP connections under an open-file limit
+// (RLIMIT_NOFILE; Go raises the soft limit to the hard one at start): at
+// most 32, and never more than half of what the reserve leaves, so that no
+// number of HTTP clients can starve the publisher of file descriptors.
+func httpConnCap(limit uint64, known bool) int {
+	const most, least = 32, 4
+	if !known || limit >= fdReserve+2*most {
+		return most
+	}
+	if limit <= fdReserve+2*least {
+		return least
+	}
+	return int(limit-fdReserve) / 2
+}
+
 // serveHTTP starts the local HTTP server: /healthz, /metrics and, when on,
-// the preview. It listens before returning so a bad address is an error at start.
-func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, prev *preview.Server, pl *pipeline.Pipeline, broker func() mqtt.BrokerState, log *slog.Logger) (*http.Server, error) {
+// the preview, under rules. It listens before returning so a bad address is
+// an error at start.
+func serveHTTP(ctx context.Context, addr string, rules localhttp.Rules, reg *prometheus.Registry, prev *preview.Server, pl *pipeline.Pipeline, broker func() mqtt.BrokerState, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -322,9 +364,10 @@ func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, prev 
 	if err != nil {
 		return nil, fmt.Errorf("EDGE_PREVIEW_ADDR %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := rules.Server(mux)
+	srv.BaseContext = func(net.Listener) context.Context { return ctx }
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(rules.Listener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
 		}
 	}()
