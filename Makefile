@@ -14,7 +14,7 @@ export CGO_ENABLED := 1
 export CGO_CFLAGS := -I$(TFLITE_DIR)/include -I$(CURDIR)/tflite/include
 export CGO_LDFLAGS := -L$(TFLITE_LIB) -Wl,-rpath,$(TFLITE_LIB) -Wl,-rpath,/usr/lib/edge
 
-.PHONY: all deps deps-apt deps-go tflite-lib build test test-go test-py test-smoke demo run bench models model-emotion model-agegender export clean val-camera
+.PHONY: all deps deps-apt deps-go tflite-lib build test test-go test-faults test-py test-smoke demo run bench models model-emotion model-agegender export clean val-camera
 
 all: build
 
@@ -62,6 +62,14 @@ test-go: tflite-lib
 
 test-py:
 	$(PY) -m unittest discover -s models -p 'test_*.py' -v
+
+# test-faults reproduces issue 16's hostile-environment faults end to end:
+# the real edge binary (built by the tests) against Debian's mosquitto, fed
+# huge pictures, corrupt-only and stalled sources, hostile HTTP clients...
+# The tests are behind the `faults` build tag and named TestFault*.
+test-faults: deps-apt tflite-lib
+	go vet -tags faults ./...
+	go test -tags faults -count=1 -timeout 20m -run '^TestFault' ./...
 
 # test-smoke trains a few batches of each model and exports them: the code
 # path of `make models`, not its accuracy.
