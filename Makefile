@@ -187,3 +187,12 @@ include v4l2.mk
 
 clean:
 	rm -rf $(BUILD) dist
+
+# bench-fleet is the fleet load test (collect/README.md): 1,000 simulated
+# devices at 60 s windows against mosquitto and a durable PostgreSQL, one and
+# two `edge collect` processes (one kill -9'ed mid-load), about 10 minutes.
+# Figures in build/fleet-bench.json. EDGE_FLEET_DEVICES,
+# EDGE_FLEET_BACKLOG_MINUTES and EDGE_FLEET_LIVE_SECONDS change the size.
+.PHONY: bench-fleet
+bench-fleet: tflite-lib
+	EDGE_FLEET_BENCH=1 go test -count=1 -run 'TestFleetLoad$$' -v -timeout 40m ./edge/

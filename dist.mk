@@ -83,6 +83,8 @@ dist-amd64 dist-arm64: dist-%: dist-deps tflite-lib $(NFPM) dist-check
 	for m in $(DIST_MODELS); do install -m 0644 $$m $$stage/usr/share/edge/models/; done; \
 	install -D -m 0644 systemd/edge.service $$stage/lib/systemd/system/edge.service; \
 	install -D -m 0600 $(DIST_ENV_FILE) $$stage/etc/edge/edge.env; \
+	install -D -m 0644 systemd/edge-collect.service $$stage/lib/systemd/system/edge-collect.service; \
+	install -D -m 0600 systemd/collect.env $$stage/etc/edge/collect.env; \
 	install -D -m 0644 $(DIST_README) $$stage/usr/share/doc/edge/README.md; \
 	install -m 0644 $(DIST_NOTICE) $$stage/usr/share/doc/edge/NOTICE; \
 	EDGE_LICENSE=Apache-2.0 systemd/copyright.sh $$arch $(EDGE_MAIN) > $$stage/usr/share/doc/edge/copyright; \

@@ -40,6 +40,8 @@ type SimConfig struct {
 	OutageRate, SourceDownRate, ReplayRate float64
 	// Prefix is the topic prefix (default "edge").
 	Prefix string
+	// DevicePrefix starts the device names, "cam" by default (cam-0001, …).
+	DevicePrefix string
 	// Seed makes a run reproducible.
 	Seed uint64
 }
@@ -62,6 +64,9 @@ func (c SimConfig) withDefaults() SimConfig {
 	}
 	if c.Prefix == "" {
 		c.Prefix = mqtt.DefaultPrefix
+	}
+	if c.DevicePrefix == "" {
+		c.DevicePrefix = "cam"
 	}
 	return c
 }
@@ -118,6 +123,15 @@ var simLabels = map[string][]string{
 	mqtt.TaskEmotion: {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"},
 }
 
+// workplaceMix is the typical share of each label (in simLabels order) of
+// the people at a workplace as a classifier sees them: almost no minors or
+// people over 80, a neutral face most of the time.
+var workplaceMix = map[string][]float64{
+	mqtt.TaskAge:     {0.02, 0.48, 0.40, 0.095, 0.005},
+	mqtt.TaskGender:  {0.45, 0.55},
+	mqtt.TaskEmotion: {0.04, 0.02, 0.03, 0.25, 0.55, 0.07, 0.04},
+}
+
 // NewSimulator checks the configuration and sets up the devices.
 func NewSimulator(cfg SimConfig) (*Simulator, error) {
 	cfg = cfg.withDefaults()
@@ -145,6 +159,9 @@ func NewSimulator(cfg SimConfig) (*Simulator, error) {
 	if err := mqtt.ValidateName("prefix", cfg.Prefix); err != nil {
 		errs = append(errs, err)
 	}
+	if err := mqtt.ValidateName("device prefix", cfg.DevicePrefix); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -155,17 +172,16 @@ func NewSimulator(cfg SimConfig) (*Simulator, error) {
 		for task, labels := range simLabels {
 			ws := make([]weighted, len(labels))
 			for j, l := range labels {
-				ws[j] = weighted{l, 0.2 + s.rng.Float64()}
-			}
-			if task == mqtt.TaskAge { // mostly working age
-				ws[1].w, ws[2].w = ws[1].w+3, ws[2].w+2
+				// A workplace: each department's mix varies by up to ±50%
+				// around a typical staff.
+				ws[j] = weighted{l, workplaceMix[task][j] * (0.5 + s.rng.Float64())}
 			}
 			p[task] = ws
 		}
 		profiles[i] = p
 	}
 	for i := range cfg.Devices {
-		d := &simDevice{name: fmt.Sprintf("cam-%04d", i+1), dept: fmt.Sprintf("dept-%02d", i%cfg.Departments+1), profile: profiles[i%cfg.Departments]}
+		d := &simDevice{name: fmt.Sprintf("%s-%04d", cfg.DevicePrefix, i+1), dept: fmt.Sprintf("dept-%02d", i%cfg.Departments+1), profile: profiles[i%cfg.Departments]}
 		d.topic = cfg.Prefix + "/" + d.dept + "/" + d.name + "/stats"
 		s.devices = append(s.devices, d)
 	}

@@ -98,6 +98,8 @@ check_contents() {
 			'-rw-r--r-- ./usr/lib/edge/libtensorflowlite_c.so' \
 			'-rw-r--r-- ./lib/systemd/system/edge.service' \
 			'-rw------- ./etc/edge/edge.env' \
+			'-rw-r--r-- ./lib/systemd/system/edge-collect.service' \
+			'-rw------- ./etc/edge/collect.env' \
 			'-rw-r--r-- ./usr/share/doc/edge/copyright' \
 			'-rw-r--r-- ./usr/share/doc/edge/NOTICE' \
 			'-rw-r--r-- ./usr/share/doc/edge/README.md' \
@@ -107,7 +109,7 @@ check_contents() {
 		grep -qE '^-rw-r--r-- \./usr/share/edge/models/[^/]+\.tflite$' <<<"$list" || fail "$arch: no models"
 		if grep -E '^d' <<<"$list" | grep -qv '^drwxr-xr-x'; then fail "$arch: a directory is not 0755"; fi
 
-		[[ $(dpkg-deb -I "$f" conffiles) == /etc/edge/edge.env ]] || fail "$arch: conffiles"
+		[[ $(dpkg-deb -I "$f" conffiles | sort) == $'/etc/edge/collect.env\n/etc/edge/edge.env' ]] || fail "$arch: conffiles"
 		for x in postinst prerm postrm; do
 			dpkg-deb --ctrl-tarfile "$f" | tar -tvf - "./$x" | grep -q '^-rwxr-xr-x' || fail "$arch: $x missing or not executable"
 		done
@@ -115,6 +117,7 @@ check_contents() {
 		x=$work/x-$arch
 		extract "$arch" "$x"
 		cmp -s "$x/lib/systemd/system/edge.service" "$repo/systemd/edge.service" || fail "$arch: unit differs from systemd/edge.service"
+		cmp -s "$x/lib/systemd/system/edge-collect.service" "$repo/systemd/edge-collect.service" || fail "$arch: unit differs from systemd/edge-collect.service"
 		for m in "$x"/usr/share/edge/models/*.tflite; do
 			[[ $(dd if="$m" bs=1 skip=4 count=4 status=none) == TFL3 ]] || fail "$arch: $m is not a TFLite file"
 		done
@@ -211,15 +214,20 @@ check_install() {
 	grep -q 'systemctl enable --now edge' <<<"$out" || fail "postinst did not print the enable hint: $out"
 	in_root dpkg-query -W -f '${Status} ${Version}\n' edge | grep -qx "install ok installed $DEB_VERSION" ||
 		fail "dpkg does not list edge $DEB_VERSION as installed"
-	for f in /usr/bin/edge /usr/lib/edge/libtensorflowlite_c.so /lib/systemd/system/edge.service /etc/edge/edge.env; do
+	for f in /usr/bin/edge /usr/lib/edge/libtensorflowlite_c.so /lib/systemd/system/edge.service /etc/edge/edge.env \
+		/lib/systemd/system/edge-collect.service /etc/edge/collect.env; do
 		[[ -e $root$f ]] || fail "$f not installed"
 	done
 	[[ $(stat -c %a "$root/etc/edge/edge.env") == 600 ]] || fail "/etc/edge/edge.env is not 0600"
+	[[ $(stat -c %a "$root/etc/edge/collect.env") == 600 ]] || fail "/etc/edge/collect.env is not 0600"
+	[[ ! -e $root/etc/systemd/system/multi-user.target.wants/edge-collect.service ]] || fail "edge-collect.service is enabled on install"
 	out=$(installed_version) || fail "edge version in the root: $out"
 	[[ $out == *"$VERSION"* ]] || fail "installed edge version printed '$out', want $VERSION"
 	log "installed: $out"
 	out=$(in_root /usr/bin/edge run --help 2>&1) || fail "edge run --help in the root: $out"
-	EDGE_HELP=$out "$repo/systemd/test-unit.sh" >/dev/null || fail "edge.env does not match the installed 'edge run --help'"
+	local cout
+	cout=$(in_root /usr/bin/edge collect --help 2>&1) || fail "edge collect --help in the root: $cout"
+	EDGE_HELP=$out EDGE_COLLECT_HELP=$cout "$repo/systemd/test-unit.sh" >/dev/null || fail "edge.env or collect.env does not match the installed 'edge run --help' / 'edge collect --help'"
 }
 
 sandbox() { # run the rest of the arguments in the root under the unit's seccomp rules

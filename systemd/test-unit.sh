@@ -9,7 +9,11 @@
 #      it (PrivateDevices=, ProcSubset=pid) are absent;
 #   4. the packaged edge.env sets only EDGE_TASKS=age,gender (no emotion, with
 #      the EU AI Act note) and documents exactly the variables that
-#      `edge run --help` lists (from EDGE_HELP, or by running EDGE_BIN).
+#      `edge run --help` lists (from EDGE_HELP, or by running EDGE_BIN);
+#   5. the same for the fleet collector: edge-collect.service verifies, rates
+#      MAX_EXPOSURE or lower and has the settings it relies on, and
+#      collect.env sets nothing and documents exactly the variables of
+#      `edge collect --help` (EDGE_COLLECT_HELP, or EDGE_BIN).
 # Needs systemd >= 250 (Debian: apt-get install systemd); systemd need not run.
 set -euo pipefail
 
@@ -84,4 +88,37 @@ if [[ -n $help ]]; then
 	[[ $documented == "$known" ]] || fail "edge.env and 'edge run --help' differ:"$'\n'"$(diff <(echo "$documented") <(echo "$known"))"
 fi
 echo "test-unit: edge.env: ok${help:+ (matches edge run --help)}"
-echo "test-unit: 4 passed, 0 failed"
+
+# 5. edge-collect.service and collect.env
+cunit=${COLLECT_UNIT:-$here/edge-collect.service}
+cenv=$here/collect.env
+install -m 0644 "$cunit" "$root/usr/lib/systemd/system/edge-collect.service"
+install -m 0600 "$cenv" "$root/etc/edge/collect.env"
+out=$(systemd-analyze verify --man=no --root="$root" edge-collect.service 2>&1) || fail "systemd-analyze verify edge-collect:"$'\n'"$out"
+[[ -z $out ]] || fail "systemd-analyze verify edge-collect printed warnings:"$'\n'"$out"
+sec=$(cd "$tmp" && systemd-analyze security --offline=true --no-pager "$cunit" 2>&1) || true
+line=$(grep -E 'Overall exposure level for [^:]*:' <<<"$sec") || fail "no exposure line for edge-collect in:"$'\n'"$sec"
+cscore=$(sed -E 's/.*: ([0-9]+\.[0-9]+).*/\1/' <<<"$line")
+awk -v s="$cscore" -v m="$max" 'BEGIN { exit !(s <= m) }' || {
+	grep '✗' <<<"$sec" >&2 || true
+	fail "edge-collect exposure $cscore > $max"
+}
+need=('ExecStart=/usr/bin/edge collect' EnvironmentFile=/etc/edge/collect.env Restart=always DynamicUser=yes
+	PrivateDevices=yes MemoryDenyWriteExecute=yes 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX')
+for s in "${need[@]}"; do
+	grep -qxF -- "$s" "$cunit" || fail "edge-collect.service lacks '$s'"
+done
+active=$(grep -vE '^[[:space:]]*(#|$)' "$cenv" || true)
+[[ -z $active ]] || fail "collect.env must set nothing (the operator sets EDGE_DATABASE_URL), it sets:"$'\n'"$active"
+chelp=${EDGE_COLLECT_HELP:-}
+if [[ -z $chelp && -n ${EDGE_BIN:-} ]]; then
+	chelp=$("$EDGE_BIN" collect --help 2>&1) || chelp=
+fi
+if [[ -n $chelp ]]; then
+	documented=$(grep -oE '^#?EDGE_[A-Z0-9_]+=' "$cenv" | tr -d '#=' | sort -u)
+	known=$(grep -oE '^EDGE_[A-Z0-9_]+' <<<"$chelp" | sort -u)
+	[[ -n $known ]] || fail "edge collect --help lists no EDGE_ variables"
+	[[ $documented == "$known" ]] || fail "collect.env and 'edge collect --help' differ:"$'\n'"$(diff <(echo "$documented") <(echo "$known"))"
+fi
+echo "test-unit: edge-collect.service: verify clean, exposure $cscore (<= $max), settings ok; collect.env: ok${chelp:+ (matches edge collect --help)}"
+echo "test-unit: 5 passed, 0 failed"

@@ -187,3 +187,14 @@ func StartMosquittoConfig(t testing.TB, conf string, port int) *Mosquitto {
 	})
 	return m
 }
+
+// PID is the broker's process id (0 when stopped), for tests that measure
+// its CPU time.
+func (m *Mosquitto) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
