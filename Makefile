@@ -195,4 +195,4 @@ clean:
 # EDGE_FLEET_BACKLOG_MINUTES and EDGE_FLEET_LIVE_SECONDS change the size.
 .PHONY: bench-fleet
 bench-fleet: tflite-lib
-	EDGE_FLEET_BENCH=1 go test -count=1 -run 'TestFleetLoad$$' -v -timeout 40m ./edge/
+	EDGE_FLEET_BENCH=1 go test -count=1 -run 'TestFleetLoad$$|TestFleetBreakdownShare' -v -timeout 40m ./edge/

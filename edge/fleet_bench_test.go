@@ -106,10 +106,15 @@ func TestFleetLoad(t *testing.T) {
 		}
 	}
 	port := mqtttest.FreePort(t)
-	broker := mqtttest.StartMosquittoConfig(t, exampleConfig(t, "central.conf.example", map[string]string{
+	set := map[string]string{
 		"persistence_location": dir + "/", "password_file": passwd,
 		"listener": fmt.Sprintf("%d 127.0.0.1", port), "certfile": cert, "keyfile": key,
-	}), port)
+	}
+	if v := os.Getenv("EDGE_FLEET_MAX_INFLIGHT"); v != "" { // the example's 1000 against e.g. mosquitto's default 20
+		set["max_inflight_messages"] = v
+		report["max_inflight_messages"] = v
+	}
+	broker := mqtttest.StartMosquittoConfig(t, exampleConfig(t, "central.conf.example", set), port)
 	brokerURL := fmt.Sprintf("ssl://127.0.0.1:%d", port)
 	tlsCfg := mqtt.TLSConfig{CAFile: ca}
 	ctx := context.Background()
@@ -135,7 +140,11 @@ func TestFleetLoad(t *testing.T) {
 
 	var liveProcs []*collectProc
 	var liveDB *pgxpool.Pool
-	for _, n := range []int{1, 2} {
+	runs := []int{1, 2}
+	if os.Getenv("EDGE_FLEET_COLLECTORS") == "1" {
+		runs = []int{1}
+	}
+	for _, n := range runs {
 		prefix := fmt.Sprintf("bench%d", n)
 		dbURL := pg.NewDatabase(t)
 		db, err := pgxpool.New(ctx, dbURL)
@@ -278,24 +287,39 @@ pg_total_relation_size('edge_device_hourly') + pg_total_relation_size('edge_devi
 
 	// Live: the same 1,000 devices publishing in real time, each minute's
 	// windows spread over the minute, into the two collectors.
-	if live > 0 {
+	if live > 0 && liveDB != nil {
 		res := liveRun(t, ctx, pub, liveDB, devices, live, broker.PID(), pg.PID(), liveProcs)
 		report["live"] = res
 	}
-	report["breakdown_share"] = breakdownShare(t, pg)
+	writeReport(t, "EDGE_FLEET_REPORT", "fleet-bench.json", report)
+}
 
-	out := os.Getenv("EDGE_FLEET_REPORT")
+// writeReport writes a load test's figures as JSON to $env or build/name.
+func writeReport(t *testing.T, env, name string, report any) {
+	out := os.Getenv(env)
 	if out == "" {
-		out = filepath.Join("..", "build", "fleet-bench.json")
+		out = filepath.Join("..", "build", name)
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
-		b, _ := json.MarshalIndent(report, "", "  ")
-		if err := os.WriteFile(out, b, 0o644); err != nil {
-			t.Logf("report not written: %v", err)
-		} else {
-			t.Logf("report written to %s", out)
-		}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		t.Logf("report not written: %v", err)
+		return
 	}
+	b, _ := json.MarshalIndent(report, "", "  ")
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		t.Logf("report not written: %v", err)
+		return
+	}
+	t.Logf("report written to %s", out)
+}
+
+// TestFleetBreakdownShare (make bench-fleet) measures which share of
+// department-hours gets each breakdown at typical traffic.
+func TestFleetBreakdownShare(t *testing.T) {
+	if os.Getenv("EDGE_FLEET_BENCH") == "" {
+		t.Skip("fleet load test: run it with `make bench-fleet` (EDGE_FLEET_BENCH=1)")
+	}
+	pg := pgtest.Start(t, pgtest.Options{})
+	writeReport(t, "EDGE_FLEET_BREAKDOWN_REPORT", "fleet-breakdown.json", breakdownShare(t, pg))
 }
 
 func refreshOnce(ctx context.Context, dbURL string) (int, error) {
@@ -424,24 +448,21 @@ func breakdownShare(t *testing.T, pg *pgtest.Server) map[string]any {
 		t.Fatal(err)
 	}
 	res := map[string]any{}
-	var total, age, gender, emotion, dayTotal, dayAge int
-	if err := s.Pool().QueryRow(ctx, `SELECT count(*), count(age), count(gender), count(emotion),
-  count(*) FILTER (WHERE extract(hour FROM hour AT TIME ZONE 'UTC') BETWEEN 8 AND 16),
-  count(age) FILTER (WHERE extract(hour FROM hour AT TIME ZONE 'UTC') BETWEEN 8 AND 16)
-FROM edge_dept_hourly`).Scan(&total, &age, &gender, &emotion, &dayTotal, &dayAge); err != nil {
-		t.Fatal(err)
+	share := func(name, q string) {
+		var n, of int
+		if err := s.Pool().QueryRow(ctx, q).Scan(&n, &of); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		res[name] = float64(n) / float64(max(of, 1))
 	}
-	var short, shortAge int
-	if err := s.Pool().QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE counts ? 'age') FROM edge_windows WHERE kind = 'window'`).
-		Scan(&short, &shortAge); err != nil {
-		t.Fatal(err)
+	const workHours = `extract(hour FROM hour AT TIME ZONE 'UTC') BETWEEN 8 AND 16`
+	for _, task := range []string{"age", "gender", "emotion"} {
+		share("department_hours_"+task, "SELECT count("+task+"), count(*) FROM edge_dept_hourly")
+		share("department_hours_08_17_"+task, "SELECT count("+task+"), count(*) FROM edge_dept_hourly WHERE "+workHours)
+		share("device_hours_"+task, "SELECT count(*) FILTER (WHERE counts ? '"+task+"'), count(*) FROM edge_windows WHERE kind = 'hour'")
+		share("device_hours_08_17_"+task, "SELECT count(*) FILTER (WHERE counts ? '"+task+"'), count(*) FROM edge_windows WHERE kind = 'hour' AND extract(hour FROM start_at AT TIME ZONE 'UTC') BETWEEN 8 AND 16")
+		share("short_windows_08_17_"+task, "SELECT count(*) FILTER (WHERE counts ? '"+task+"'), count(*) FROM edge_windows WHERE kind = 'window' AND people_seen > 0 AND extract(hour FROM start_at AT TIME ZONE 'UTC') BETWEEN 8 AND 16")
 	}
-	res["department_hours"] = total
-	res["age"] = float64(age) / float64(total)
-	res["gender"] = float64(gender) / float64(total)
-	res["emotion"] = float64(emotion) / float64(total)
-	res["age_08_to_17"] = float64(dayAge) / float64(dayTotal)
-	res["short_windows_with_age"] = float64(shortAge) / float64(short)
 	t.Logf("breakdown share of department-hours (100 devices, 10 departments, one day, k=5): %+v", res)
 	return res
 }
