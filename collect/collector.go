@@ -131,6 +131,9 @@ type Collector struct {
 	m         *metrics
 	connected atomic.Bool
 	dbErr     atomic.Pointer[string] // last write error, nil after a successful write
+	brokerErr atomic.Pointer[string] // last connection failure, nil once connected
+	warnMu    sync.Mutex
+	warned    map[string]bool // connection failure causes logged since the last connect
 	counts    Counts
 	countsMu  sync.Mutex
 }
@@ -153,7 +156,7 @@ func New(cfg Config, store writer) (*Collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Collector{cfg: cfg, store: store, log: cfg.Logger.With("component", "collect"), m: m}, nil
+	return &Collector{cfg: cfg, store: store, log: cfg.Logger.With("component", "collect"), m: m, warned: map[string]bool{}}, nil
 }
 
 // Counts returns the totals since start.
@@ -167,7 +170,11 @@ func (c *Collector) Counts() Counts {
 func (c *Collector) Healthy() error {
 	var errs []error
 	if !c.connected.Load() {
-		errs = append(errs, errors.New("not connected to the broker"))
+		if e := c.brokerErr.Load(); e != nil {
+			errs = append(errs, fmt.Errorf("not connected to the broker: %s", *e))
+		} else {
+			errs = append(errs, errors.New("not connected to the broker"))
+		}
 	}
 	if e := c.dbErr.Load(); e != nil {
 		errs = append(errs, fmt.Errorf("database: %s", *e))
@@ -224,12 +231,21 @@ func (c *Collector) Run(ctx context.Context) error {
 			}
 			c.connected.Store(true)
 			c.m.connected.Set(1)
+			c.brokerErr.Store(nil)
+			c.warnMu.Lock()
+			clear(c.warned)
+			c.warnMu.Unlock()
 			c.log.Info("collect: subscribed", "filter", filter, "client_id", c.cfg.ClientID)
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			c.connected.Store(false)
 			c.m.connected.Set(0)
 			c.log.Warn("collect: broker connection lost; reconnecting", "err", err)
+		}).
+		SetConnectionNotificationHandler(func(_ paho.Client, n paho.ConnectionNotification) {
+			if f, ok := n.(paho.ConnectionNotificationFailed); ok && f.Reason != nil {
+				c.connectFailed(f.Reason)
+			}
 		})
 	client := paho.NewClient(opt)
 	// With ConnectRetry, paho keeps trying in the background: a broker
@@ -245,6 +261,25 @@ func (c *Collector) Run(ctx context.Context) error {
 	c.connected.Store(false)
 	c.m.connected.Set(0)
 	return nil
+}
+
+// connectFailed counts a failed connection attempt by cause and logs each
+// cause once until the next successful connect: a refused password or an
+// untrusted certificate is retried every few seconds for as long as it lasts.
+func (c *Collector) connectFailed(err error) {
+	cause, reason := mqtt.ConnectFailure(err, mqtt.IsTLSURL(c.cfg.BrokerURL))
+	c.m.connectFailures.WithLabelValues(cause).Inc()
+	msg := cause + ": " + reason
+	c.brokerErr.Store(&msg)
+	c.warnMu.Lock()
+	first := !c.warned[cause]
+	c.warned[cause] = true
+	c.warnMu.Unlock()
+	if first {
+		c.log.Warn("collect: broker connection failed; retrying", "cause", cause, "reason", reason, "err", err)
+		return
+	}
+	c.log.Debug("collect: connection attempt failed", "cause", cause, "err", err)
 }
 
 // writeLoop takes what has arrived (up to MaxBatch) as one batch, commits

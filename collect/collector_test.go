@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edge-sensor/edge/collect/pgtest"
 	"github.com/edge-sensor/edge/mqtt"
@@ -237,3 +238,39 @@ func get(t *testing.T, url string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// A broker that refuses the collector is visible: /healthz and the metric
+// name the cause, and the log says it once, not on every retry.
+func TestCollectorBrokerRefusalVisible(t *testing.T) {
+	broker := mqtttest.StartSecureMosquitto(t, "collector", "right", mqtttest.NewPKI(t, t.TempDir()))
+	var logs mqtttest.SyncBuffer
+	c, err := New(Config{BrokerURL: broker.URL(), ClientID: "c1", Username: "collector", Password: "wrong",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nopWriter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h := c.Healthy()
+		failures := testutil.ToFloat64(c.m.connectFailures.WithLabelValues(mqtt.CauseNotAuthorized))
+		if h != nil && strings.Contains(h.Error(), mqtt.CauseNotAuthorized) && failures >= 2 {
+			if n := strings.Count(logs.String(), "broker connection failed"); n != 1 {
+				t.Fatalf("%v refusals logged %d times, want once:\n%s", failures, n, logs.String())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healthz %v, %v refusals counted; logs:\n%s", h, failures, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(context.Context, []Window, []Raw) (Result, error) { return Result{}, nil }
+func (nopWriter) RefreshRollups(context.Context, int) (int, error)       { return 0, nil }

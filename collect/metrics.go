@@ -10,18 +10,19 @@ import (
 )
 
 type metrics struct {
-	received      prometheus.Counter
-	inserted      *prometheus.CounterVec
-	duplicates    prometheus.Counter
-	raw           *prometheus.CounterVec
-	dbErrors      prometheus.Counter
-	connected     prometheus.Gauge
-	batchSeconds  prometheus.Histogram
-	batchSize     prometheus.Histogram
-	lag           prometheus.Histogram
-	rollupSeconds prometheus.Histogram
-	rollupCells   prometheus.Counter
-	rollupErrors  prometheus.Counter
+	received        prometheus.Counter
+	inserted        *prometheus.CounterVec
+	duplicates      prometheus.Counter
+	raw             *prometheus.CounterVec
+	dbErrors        prometheus.Counter
+	connected       prometheus.Gauge
+	connectFailures *prometheus.CounterVec
+	batchSeconds    prometheus.Histogram
+	batchSize       prometheus.Histogram
+	lag             prometheus.Histogram
+	rollupSeconds   prometheus.Histogram
+	rollupCells     prometheus.Counter
+	rollupErrors    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,6 +39,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Failed batch writes (each retried until it commits)."}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edge_collect_broker_connected",
 			Help: "1 while connected and subscribed to the broker."}),
+		connectFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edge_collect_connect_failures_total",
+			Help: "Failed broker connection attempts, by cause (bad_credentials, not_authorized, tls, unreachable, …)."}, []string{"cause"}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edge_collect_batch_seconds",
 			Help: "Time to write and commit one batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edge_collect_batch_messages",
@@ -55,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.received, m.inserted, m.duplicates, m.raw, m.dbErrors, m.connected,
+	for _, c := range []prometheus.Collector{m.received, m.inserted, m.duplicates, m.raw, m.dbErrors, m.connected, m.connectFailures,
 		m.batchSeconds, m.batchSize, m.lag, m.rollupSeconds, m.rollupCells, m.rollupErrors} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

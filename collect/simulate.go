@@ -281,7 +281,7 @@ func (s *Simulator) deviceStep(d *simDevice, start, end time.Time) []SimMessage 
 	d.window++
 	st.Window = d.window
 	var out []SimMessage
-	out = append(out, s.message(d, Payload{Stats: st}))
+	out = append(out, s.message(d, st))
 
 	if s.cfg.HourWindow > 0 {
 		hs := end.Add(-s.cfg.Interval).Truncate(s.cfg.HourWindow)
@@ -312,14 +312,14 @@ func (s *Simulator) deviceStep(d *simDevice, start, end time.Time) []SimMessage 
 			applyBreakdowns(&h, d.hourCounts, s.cfg.MinGroup)
 			d.hourID++
 			h.Window = d.hourID
-			out = append(out, s.message(d, Payload{Stats: h}))
+			out = append(out, s.message(d, h))
 			d.hourOpen = false
 		}
 	}
 	return out
 }
 
-func (s *Simulator) message(d *simDevice, p Payload) SimMessage {
+func (s *Simulator) message(d *simDevice, p mqtt.Stats) SimMessage {
 	b, err := json.Marshal(p)
 	if err != nil {
 		panic(fmt.Sprintf("simulate: encode a window: %v", err)) // plain structs: cannot fail

@@ -28,14 +28,6 @@ const (
 // broker's message_size_limit should bound it long before.
 const maxRawPayload = 1 << 20
 
-// Payload is a stats message as published: [mqtt.Stats] plus windows_lost,
-// added to schema 1 without a version bump. Its own WindowsLost shadows
-// that of mqtt.Stats once it carries it, so decoding works with either.
-type Payload struct {
-	mqtt.Stats
-	WindowsLost uint64 `json:"windows_lost"`
-}
-
 // Window is one row of edge_windows.
 type Window struct {
 	Device            string                        `json:"device"`
@@ -99,15 +91,14 @@ func Decode(topic string, payload []byte) (Window, error) {
 	if *probe.Schema != mqtt.SchemaVersion {
 		return Window{}, reject(ReasonUnknownSchema, "schema %d (this collector knows %d)", *probe.Schema, mqtt.SchemaVersion)
 	}
-	var p Payload
-	if err := json.Unmarshal(payload, &p); err != nil {
+	var st mqtt.Stats
+	if err := json.Unmarshal(payload, &st); err != nil {
 		return Window{}, reject(ReasonUndecodable, "schema %d payload: %v", mqtt.SchemaVersion, err)
 	}
-	return fromPayload(topic, p)
+	return fromStats(topic, &st)
 }
 
-func fromPayload(topic string, p Payload) (Window, error) {
-	s := &p.Stats
+func fromStats(topic string, s *mqtt.Stats) (Window, error) {
 	var errs []error
 	if err := s.Validate(); err != nil {
 		errs = append(errs, err)
@@ -130,7 +121,7 @@ func fromPayload(topic string, p Payload) (Window, error) {
 	if s.Start.IsZero() || s.End.IsZero() {
 		errs = append(errs, errors.New("start and end must be set"))
 	}
-	for _, v := range []uint64{s.Frames.Processed, s.Frames.Dropped, s.Frames.Corrupt, p.WindowsLost} {
+	for _, v := range []uint64{s.Frames.Processed, s.Frames.Dropped, s.Frames.Corrupt, s.WindowsLost} {
 		if v > math.MaxInt64 {
 			errs = append(errs, fmt.Errorf("counter %d out of range", v))
 		}
@@ -144,7 +135,7 @@ func fromPayload(topic string, p Payload) (Window, error) {
 		PeopleNow: s.PeopleNow, PeopleSeen: s.PeopleSeen, Unclassified: s.Unclassified, DwellSecondsMean: s.DwellSecondsMean,
 		Counts: map[string]map[string]int{}, Mass: map[string]map[string]float64{}, Withheld: s.Withheld,
 		FramesProcessed: int64(s.Frames.Processed), FramesDropped: int64(s.Frames.Dropped), FramesCorrupt: int64(s.Frames.Corrupt),
-		SourceDownSeconds: s.SourceDownSeconds, WindowsLost: int64(p.WindowsLost), PayloadSchema: s.Schema,
+		SourceDownSeconds: s.SourceDownSeconds, WindowsLost: int64(s.WindowsLost), PayloadSchema: s.Schema,
 	}
 	if w.Withheld == nil {
 		w.Withheld = []string{}

@@ -30,3 +30,17 @@ func ClientOptions(brokerURL, username, password string, t TLSConfig) (*paho.Cli
 	}
 	return opt, nil
 }
+
+// ConnectFailure names the cause of a failed connection attempt (one of
+// [Causes]) and explains it in words an operator can act on, for clients
+// other than the Publisher (which does this itself). overTLS tells whether
+// the broker URL is a TLS one.
+func ConnectFailure(err error, overTLS bool) (cause, reason string) {
+	return classifyConnectError(err, overTLS)
+}
+
+// IsTLSURL reports whether brokerURL uses a TLS scheme (ssl, tls, mqtts).
+func IsTLSURL(brokerURL string) bool {
+	u, err := parseBrokerURL(brokerURL)
+	return err == nil && isTLSScheme(u.Scheme)
+}
