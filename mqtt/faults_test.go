@@ -255,3 +255,72 @@ func reopen(t *testing.T, cfg Config) *Publisher {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Windows held in memory go to disk as soon as the state directory takes
+// writes again, and so survive a restart.
+func TestMemoryWindowsSpillToDisk(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))
+	p := newPublisher(t, cfg)
+	restore := breakQueueDir(t, cfg.StateDir)
+	for i := range 2 {
+		if err := p.Publish(ctxT(t, time.Second), sampleStats(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := p.BrokerState(); st.QueueMemory != 2 || st.StateError == "" {
+		t.Fatalf("state directory failing: %+v, want 2 windows in memory", st)
+	}
+	restore()
+	if err := p.Publish(ctxT(t, time.Second), sampleStats(2)); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.BrokerState(); st.QueueMemory != 0 || st.Queue != 3 || st.StateError != "" {
+		t.Fatalf("state directory back: %+v, want 3 windows on disk", st)
+	}
+	if got := queuedIDs(t, cfg.StateDir); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("queued files %v, want 1,2,3", got)
+	}
+}
+
+// Lost windows not yet reported at a clean stop are reported by the first
+// window after the restart.
+func TestUnreportedLossSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))
+	cfg.MaxQueue = 2
+	p := newPublisher(t, cfg)
+	for i := range 4 {
+		if err := p.Publish(ctxT(t, time.Second), sampleStats(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Windows 1 and 2 were dropped: window 4 reports the first; no queued
+	// window reports the second yet.
+	if st := p.BrokerState(); st.WindowsLost != 2 || st.LostUnreported != 2 {
+		t.Fatalf("%+v, want 2 lost, 2 unreported (one carried by window 4, one pending)", st)
+	}
+	if err := p.Close(ctxT(t, time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	p = reopen(t, cfg)
+	t.Cleanup(func() { _ = p.Close(ctxT(t, 2*time.Second)) })
+	if err := p.Publish(ctxT(t, time.Second), sampleStats(4)); err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	for _, id := range queuedIDs(t, cfg.StateDir) {
+		b, err := os.ReadFile(filepath.Join(cfg.StateDir, queueDirName, queueName(id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s Stats
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatal(err)
+		}
+		total += s.WindowsLost
+	}
+	if total != 2 {
+		t.Fatalf("queued windows report %d lost after the restart, want the 2 dropped before it", total)
+	}
+}

@@ -50,15 +50,14 @@ type queue struct {
 	now      func() time.Time
 
 	mu         sync.Mutex
-	write      func(path string, data []byte) error // writeFileSync; tests inject failures
-	ents       []entry                              // ascending ids
-	nMem       int                                  // entries held in memory
-	nRecord    int                                  // entries kept only as the id record
-	inflight   uint64                               // id being delivered; never dropped by the bounds
-	top        uint64                               // highest id queued or recorded
-	counter    uint64                               // id stored in the counter file
-	unreported uint64                               // lost windows no queued payload reports yet
-	storeErr   error                                // last state directory error; nil once a write succeeds
+	ents       []entry // ascending ids
+	nMem       int     // entries held in memory
+	nRecord    int     // entries kept only as the id record
+	inflight   uint64  // id being delivered; never dropped by the bounds
+	top        uint64  // highest id queued or recorded
+	counter    uint64  // id stored in the counter file
+	unreported uint64  // lost windows no queued payload reports yet
+	storeErr   error   // last state directory error; nil once a write succeeds
 
 	dropped       atomic.Uint64 // dropped by the length or age bound, or unreadable
 	lost          atomic.Uint64 // never to be delivered, for any reason (includes dropped)
@@ -88,7 +87,7 @@ func openQueue(stateDir string, maxLen, maxMem int, maxAge time.Duration, log *s
 		return nil, err
 	}
 	q := &queue{dir: dir, stateDir: stateDir, maxLen: maxLen, maxMem: max(maxMem, 1), maxAge: maxAge, log: log,
-		now: time.Now, write: writeFileSync, counter: counter, top: counter}
+		now: time.Now, counter: counter, top: counter}
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasSuffix(name, ".tmp") { // interrupted write: never acknowledged to the caller
@@ -167,7 +166,7 @@ func (q *queue) put(id uint64, data []byte, lost uint64) {
 	defer q.mu.Unlock()
 	q.spillLocked()
 	e := entry{id: id, lost: lost, lostKnown: true}
-	if err := q.write(q.path(id), data); err != nil {
+	if err := writeFileSync(q.path(id), data); err != nil {
 		q.storeFailedLocked(fmt.Errorf("queue window %d: %w", id, err))
 		e.mem, e.at = data, q.now()
 	} else {
@@ -201,7 +200,7 @@ func (q *queue) spillLocked() {
 		if e.mem == nil {
 			continue
 		}
-		if err := q.write(q.path(e.id), e.mem); err != nil {
+		if err := writeFileSync(q.path(e.id), e.mem); err != nil {
 			q.storeFailedLocked(fmt.Errorf("queue window %d: %w", e.id, err))
 			return
 		}
@@ -371,7 +370,7 @@ func (q *queue) syncCounterLocked() bool {
 	if q.counter >= q.top {
 		return true
 	}
-	if err := q.write(filepath.Join(q.stateDir, windowFileName), []byte(strconv.FormatUint(q.top, 10)+"\n")); err != nil {
+	if err := writeFileSync(filepath.Join(q.stateDir, windowFileName), []byte(strconv.FormatUint(q.top, 10)+"\n")); err != nil {
 		q.storeFailedLocked(fmt.Errorf("persist window counter: %w", err))
 		return false
 	}
@@ -531,7 +530,7 @@ func (q *queue) close() {
 		}
 		return
 	}
-	if err := q.write(path, []byte(strconv.FormatUint(q.unreported, 10)+"\n")); err != nil {
+	if err := writeFileSync(path, []byte(strconv.FormatUint(q.unreported, 10)+"\n")); err != nil {
 		q.log.Error("mqtt: cannot keep the count of unreported lost windows for the next start", "lost", q.unreported, "err", err)
 	}
 }
