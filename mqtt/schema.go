@@ -77,10 +77,10 @@ type Stats struct {
 	SourceDownSeconds float64   `json:"source_down_seconds"`
 	LatencyMS         Latencies `json:"latency_ms"`
 
-	// WindowsLost is the number of this device's windows lost since the
-	// previous window that reported a loss: dropped from a full or stale
-	// queue, unreadable, or never stored because the state directory failed
-	// and the memory queue was full. Their ids are missing from the
+	// WindowsLost is the number of this device's windows of the same Kind
+	// lost since the previous one that reported a loss: dropped from a full
+	// or stale queue, unreadable, or never stored because the state
+	// directory failed and the memory queue was full. Their ids are missing from the
 	// sequence: a gap in window ids that WindowsLost accounts for is a loss,
 	// one it does not account for is a window still on its way.
 	// Publisher.Publish fills it in.
