@@ -8,6 +8,7 @@ import (
 	"image"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,6 +103,13 @@ type SourceStats struct {
 	Down       time.Duration // total time a live source was lost, including an outage in progress
 	Up         bool          // the source is delivering (false while lost, after EOF and after Close)
 	BackAt     time.Time     // when a live source last came back from a loss; zero if it never did
+	// Attempts counts the connections a live source tried after a loss or
+	// while waited for at Open, failed or not: it grows while the source
+	// is being reconnected, which tells a waiting source from a hung one.
+	Attempts uint64
+	// Err says why a live source is down (the loss or the last failed
+	// reconnection, credentials redacted); empty while it is up.
+	Err string
 }
 
 // Source delivers frames. Next and Close may be called from different
@@ -128,6 +136,7 @@ type options struct {
 	minBackoff    time.Duration
 	maxBackoff    time.Duration
 	maxPixels     int
+	wait          bool // a live source unreachable at Open is waited for
 }
 
 // WithSize asks for frames of w×h pixels. A V4L2 device must offer that
@@ -226,9 +235,13 @@ var (
 //   - a single .jpg or .png: that image
 //   - a video file (.mp4, .mkv, .avi, .mov, .webm, .mjpeg, ...): decoded by ffmpeg
 //
-// ctx bounds opening only; the source lives until Close. Live sources (V4L2,
-// HTTP, RTSP) must be reachable at Open; if they are lost later, Next
-// reconnects with backoff.
+// ctx bounds opening only; the source lives until Close. A V4L2 device must
+// be there at Open; a network camera (HTTP, RTSP) that cannot be reached at
+// Open is waited for (it may boot after this device): the source starts
+// down, with SourceStats.Err saying why, and Next dials with backoff as
+// after a loss. A malformed URL is an error at once. A live source lost
+// later is reconnected with backoff inside Next; it counts as down from its
+// last frame until a frame comes again.
 func Open(ctx context.Context, spec string, opts ...Option) (Source, error) {
 	o, err := buildOptions(opts)
 	if err != nil {
@@ -238,9 +251,15 @@ func Open(ctx context.Context, spec string, opts ...Option) (Source, error) {
 	switch {
 	case spec == "":
 		return nil, errors.New("camera: open: empty source")
-	case strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://"):
-		return openHTTP(ctx, spec, o)
-	case strings.HasPrefix(lower, "rtsp://") || strings.HasPrefix(lower, "rtsps://"):
+	case strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://"),
+		strings.HasPrefix(lower, "rtsp://") || strings.HasPrefix(lower, "rtsps://"):
+		if err := CheckURL(spec); err != nil {
+			return nil, fmt.Errorf("camera: open: %w", err)
+		}
+		o.wait = true
+		if strings.HasPrefix(lower, "http") {
+			return openHTTP(ctx, spec, o)
+		}
 		return openFFmpegLive(ctx, spec, o)
 	case strings.Contains(spec, "://"):
 		return nil, fmt.Errorf("camera: open %q: unsupported URL scheme (want http, https, rtsp)", redact.URL(spec))
@@ -268,6 +287,24 @@ func Open(ctx context.Context, spec string, opts ...Option) (Source, error) {
 	}
 	return nil, fmt.Errorf("camera: open %q: not a V4L2 device, URL, image directory, image archive (.tar, .tar.gz, .tgz), image (%s) or video file (%s)",
 		spec, strings.Join(imageExts, " "), strings.Join(videoExts, " "))
+}
+
+// CheckURL reports whether a camera URL is well formed: parsable, with a
+// host. The error never holds the URL's password.
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error quotes the whole URL, credentials included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("malformed camera URL: %w", err)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("malformed camera URL %q: no host", u.Redacted())
+	}
+	return nil
 }
 
 func hasExt(exts []string, ext string) bool {

@@ -212,7 +212,7 @@ func (s *ffmpegSession) read(out io.Reader, stall time.Duration, maxPixels int) 
 	werr := s.cmd.Wait()
 	switch {
 	case s.stalled.Load():
-		s.err = fmt.Errorf("ffmpeg: no frame for %v", stall)
+		s.err = fmt.Errorf("ffmpeg: %w for %v", errStalled, stall)
 	case werr != nil && !s.killed.Load():
 		s.err = fmt.Errorf("ffmpeg: %w: %s", werr, s.stderr.String())
 	default:

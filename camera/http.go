@@ -68,7 +68,12 @@ func get(ctx context.Context, client *http.Client, u string) (*http.Response, er
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, fmt.Errorf("HTTP %s", resp.Status)
+		err := fmt.Errorf("HTTP %s", resp.Status)
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			// A wrong path or credentials: waiting will not help.
+			return nil, permanentError{err}
+		}
+		return nil, err
 	}
 	return resp, nil
 }
@@ -120,7 +125,7 @@ func dialHTTP(call, life context.Context, client *http.Client, rawURL, name stri
 	}
 	resp.Body.Close()
 	cancel()
-	return nil, fmt.Errorf("%s: content type %q: %w", name, ct, err)
+	return nil, permanentError{fmt.Errorf("%s: content type %q: %w", name, ct, err)}
 }
 
 // readBody reads a snapshot of at most max bytes. A longer one is a
@@ -189,7 +194,7 @@ func (s *mjpegSession) read(ctx context.Context, body io.ReadCloser, boundary st
 		}
 		switch {
 		case stalled.Load():
-			s.err = fmt.Errorf("no frame for %v", stall)
+			s.err = fmt.Errorf("%w for %v", errStalled, stall)
 		case err == io.EOF:
 			s.err = errors.New("stream ended")
 		default:

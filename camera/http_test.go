@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -261,13 +262,112 @@ func TestHTTPOpenErrors(t *testing.T) {
 			}
 		})
 	}
-	// Nothing listening.
-	srv.Close()
-	if _, err := Open(context.Background(), srv.URL, WithLogger(quietLogger())); err == nil {
-		t.Fatal("no error for a closed server")
+	// Malformed URLs fail at once, without showing the password.
+	for _, u := range []string{"http://user:secret@/x", "http://user:secret@[::1/x", "rtsp:///stream"} {
+		if _, err := Open(context.Background(), u, WithLogger(quietLogger())); err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "malformed") {
+			t.Errorf("Open(%q) = %v, want a malformed-URL error without the password", u, err)
+		}
 	}
-	// Credentials stay out of errors and logs.
-	if _, err := Open(context.Background(), "http://user:secret@127.0.0.1:1/x", WithLogger(quietLogger())); err == nil || strings.Contains(err.Error(), "secret") {
-		t.Fatalf("error %v shows the password", err)
+}
+
+// TestHTTPWaitsAtStart: a camera that is not reachable yet (it boots after
+// this device) is waited for: Open succeeds with the source down, saying
+// why, and the first frame comes once the camera is there.
+func TestHTTPWaitsAtStart(t *testing.T) {
+	a := encodeJPEG(t, testPicture(32, 24, 1))
+	h := &mjpegHandler{parts: [][]byte{a}, headerBound: "b", bodyBound: "--b", contentLength: true, hold: make(chan struct{})}
+	defer close(h.hold)
+	srv := httptest.NewUnstartedServer(h) // bound, not accepting yet: connection refused
+	addr := srv.Listener.Addr().String()
+	srv.Listener.Close()
+	var logs logBuffer
+	s, err := Open(context.Background(), "http://user:secret@"+addr+"/video",
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), WithBackoff(5*time.Millisecond, 20*time.Millisecond))
+	if err != nil {
+		t.Fatalf("Open of an unreachable camera: %v, want it waited for", err)
+	}
+	defer s.Close()
+	st := s.Stats()
+	if st.Up || !strings.Contains(st.Err, "refused") {
+		t.Fatalf("Stats before the camera is up = %+v, want down with the reason", st)
+	}
+	if !strings.Contains(logs.String(), "camera not reachable; waiting for it") {
+		t.Errorf("no log line says the camera is waited for:\n%s", logs.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	if _, err := s.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next while the camera is away: %v", err)
+	}
+	cancel()
+
+	// The camera comes up on the same address.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("address taken meanwhile: %v", err)
+	}
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+	if got := readSeq(t, s, 1); got[0] != 1 {
+		t.Fatalf("first frame %v", got)
+	}
+	st = s.Stats()
+	if !st.Up || st.Err != "" || st.Reconnects != 1 || st.Down < 50*time.Millisecond {
+		t.Fatalf("Stats after the camera came = %+v, want up, one reconnect, the wait counted as down", st)
+	}
+	if strings.Contains(logs.String(), "secret") {
+		t.Errorf("the password is logged:\n%s", logs.String())
+	}
+}
+
+// TestMJPEGStallCountsAsDown: a camera that sends its headers and then
+// nothing is down from its last frame, and stays down while it keeps
+// answering with headers and nothing more.
+func TestMJPEGStallCountsAsDown(t *testing.T) {
+	a := encodeJPEG(t, testPicture(32, 24, 1))
+	var silent atomic.Bool
+	hold := make(chan struct{})
+	defer close(hold)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=b")
+		if !silent.Load() {
+			fmt.Fprintf(w, "--b\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(a))
+			w.Write(a)
+		}
+		w.(http.Flusher).Flush()
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	o, _ := buildOptions([]Option{WithLogger(quietLogger()), WithBackoff(5*time.Millisecond, 10*time.Millisecond)})
+	client := srv.Client()
+	const stall = 50 * time.Millisecond
+	dial := func(call, life context.Context) (session, error) {
+		return dialHTTP(call, life, client, srv.URL, "test", o, stall)
+	}
+	s, err := newLiveSource(context.Background(), "test", dial, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	readSeq(t, s, 1)
+	silent.Store(true)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*stall)
+	defer cancel()
+	if _, err := s.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next on a silent camera: %v", err)
+	}
+	waited := time.Since(start)
+	st := s.Stats()
+	// Down from the last frame: at least the whole wait. Before, each
+	// reconnection that got headers counted the camera back up.
+	if st.Up || st.Down < waited || st.Reconnects != 0 {
+		t.Fatalf("Stats after %v of a silent camera = %+v, want down all along, no reconnect", waited, st)
+	}
+	if !strings.Contains(st.Err, "no frame for") {
+		t.Errorf("Err = %q, want the stall", st.Err)
 	}
 }

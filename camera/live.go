@@ -22,9 +22,28 @@ type session interface {
 // life is done or it is closed.
 type dialFunc func(call, life context.Context) (session, error)
 
+// permanentError is a failure to open a network camera that waiting will
+// not cure: the server answers, but not with a stream (HTTP 4xx, another
+// content type). Open reports it at once instead of waiting.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+// errStalled marks a session lost because it went too long without a
+// frame: the source has been down since its last frame, not since the
+// loss was noticed.
+var errStalled = errors.New("no frame")
+
+// stillDownEvery bounds the log lines about a source that stays down.
+const stillDownEvery = time.Minute
+
+// firstDialTimeout bounds the first connection to a network source that is
+// waited for (WithWait): Open must not hang on a host that drops packets.
+const firstDialTimeout = 20 * time.Second
+
 // liveSource turns sessions into a Source that survives losing them: on loss
 // it logs, marks itself down, and redials with exponential backoff inside
-// Next until a session is back.
+// Next until a session is back and delivers a frame.
 type liveSource struct {
 	name string
 	dial dialFunc
@@ -37,14 +56,21 @@ type liveSource struct {
 	life context.Context // done on Close
 	stop context.CancelFunc
 
-	nextMu sync.Mutex // held by Next, so Close can wait for it to return
-	cur    session
-	seq    uint64
-	stats  statsKeeper
+	nextMu   sync.Mutex // held by Next, so Close can wait for it to return
+	cur      session
+	seq      uint64
+	up       bool          // a frame came since the last loss (or Open)
+	lastGood time.Time     // when the last frame came, or the source was opened
+	backoff  time.Duration // wait before the next dial; 0 after a frame
+	attempts int           // dials since the last frame
+	loggedAt time.Time     // last "camera still down" line
+	stats    statsKeeper
 }
 
-// newLiveSource dials the first session, failing if that fails, so that
-// Open reports a wrong or missing source at once.
+// newLiveSource dials the first session. If that fails, Open fails with the
+// error, so that a wrong or missing device is reported at once; with wait
+// (network cameras, which may boot after the device) the source starts down
+// instead and Next keeps dialling with backoff, as after a loss.
 func newLiveSource(ctx context.Context, name string, dial dialFunc, o options) (*liveSource, error) {
 	life, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &liveSource{
@@ -52,13 +78,28 @@ func newLiveSource(ctx context.Context, name string, dial dialFunc, o options) (
 		minBackoff: o.minBackoff, maxBackoff: o.maxBackoff,
 		wait: sleep, life: life, stop: stop,
 	}
-	cur, err := dial(ctx, life)
-	if err != nil {
-		stop()
-		return nil, err
+	dctx := ctx
+	if o.wait {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, firstDialTimeout)
+		defer cancel()
 	}
-	s.cur = cur
-	s.stats.setUp(time.Now())
+	cur, err := dial(dctx, life)
+	now := time.Now()
+	if err != nil {
+		var perm permanentError
+		if !o.wait || ctx.Err() != nil || errors.As(err, &perm) {
+			stop()
+			return nil, err
+		}
+		s.log.Warn("camera not reachable; waiting for it, retrying with backoff", "err", err, "max_backoff", s.maxBackoff)
+		s.stats.setDown(now, err)
+		s.stats.attempt()
+		s.backoff, s.attempts, s.loggedAt = s.minBackoff, 1, now
+		return s, nil
+	}
+	s.cur, s.up, s.lastGood = cur, true, now
+	s.stats.setUp(now)
 	return s, nil
 }
 
@@ -86,6 +127,7 @@ func (s *liveSource) Next(ctx context.Context) (*Frame, error) {
 			if f.Time.IsZero() {
 				f.Time = time.Now()
 			}
+			s.delivered(f.Time)
 			s.stats.frame()
 			return f, nil
 		case errors.Is(err, ErrCorrupt):
@@ -97,8 +139,19 @@ func (s *liveSource) Next(ctx context.Context) (*Frame, error) {
 		case s.life.Err() != nil:
 			continue // closed while reading
 		}
-		s.log.Warn("camera lost", "err", err)
-		s.stats.setDown(time.Now())
+		since := time.Now()
+		if errors.Is(err, errStalled) && s.up {
+			// A camera that hangs with its connection open has been down
+			// since its last frame, not since the stall was noticed.
+			since = s.lastGood
+		}
+		if s.up {
+			s.log.Warn("camera lost", "err", err)
+		} else {
+			s.log.Debug("camera lost again before a frame", "err", err)
+		}
+		s.up = false
+		s.stats.setDown(since, err)
 		if cerr := s.cur.close(); cerr != nil {
 			s.log.Debug("closing lost session", "err", cerr)
 		}
@@ -106,31 +159,59 @@ func (s *liveSource) Next(ctx context.Context) (*Frame, error) {
 	}
 }
 
-// reconnect dials until a session is up, ctx is done or the source is closed.
+// delivered marks a frame: the source is up (again), and the backoff
+// starts over at the next loss.
+func (s *liveSource) delivered(t time.Time) {
+	s.lastGood = t
+	if !s.up {
+		down := s.stats.setUp(t)
+		s.log.Info("camera back", "down", down.Round(time.Millisecond), "attempts", s.attempts)
+		s.up = true
+	}
+	s.backoff, s.attempts = 0, 0
+}
+
+// reconnect dials until a session is up, ctx is done or the source is
+// closed. A session that connects but is lost again before its first frame
+// (a camera that accepts and hangs up, or sends headers and nothing) does not
+// reset the backoff: only a frame does.
 func (s *liveSource) reconnect(ctx context.Context) error {
-	backoff := s.minBackoff
-	for attempt := 1; ; attempt++ {
+	for {
+		if s.backoff > 0 {
+			// Wait on both the caller's ctx and Close.
+			wctx, cancel := context.WithCancel(ctx)
+			stopAfter := context.AfterFunc(s.life, cancel)
+			werr := s.wait(wctx, s.backoff)
+			stopAfter()
+			cancel()
+			if s.life.Err() != nil {
+				return fmt.Errorf("camera: %s: %w", s.name, fs.ErrClosed)
+			}
+			if werr != nil {
+				return werr
+			}
+		}
+		s.backoff = min(max(2*s.backoff, s.minBackoff), s.maxBackoff)
+		s.attempts++
+		s.stats.attempt()
 		cur, err := s.dial(ctx, s.life)
 		if err == nil {
 			s.cur = cur
-			down := s.stats.setUp(time.Now())
-			s.log.Info("camera back", "down", down.Round(time.Millisecond), "attempts", attempt)
+			s.log.Debug("camera reconnected; waiting for a frame", "attempts", s.attempts)
 			return nil
 		}
-		s.log.Debug("camera reconnect failed", "attempt", attempt, "retry_in", backoff, "err", err)
-		// Wait on both the caller's ctx and Close.
-		wctx, cancel := context.WithCancel(ctx)
-		stopAfter := context.AfterFunc(s.life, cancel)
-		werr := s.wait(wctx, backoff)
-		stopAfter()
-		cancel()
 		if s.life.Err() != nil {
 			return fmt.Errorf("camera: %s: %w", s.name, fs.ErrClosed)
 		}
-		if werr != nil {
-			return werr
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		backoff = min(2*backoff, s.maxBackoff)
+		s.stats.setErr(err)
+		s.log.Debug("camera reconnect failed", "attempt", s.attempts, "retry_in", s.backoff, "err", err)
+		if now := time.Now(); now.Sub(s.loggedAt) >= stillDownEvery {
+			s.log.Warn("camera still down; retrying with backoff", "attempts", s.attempts, "down", s.stats.get(now).Down.Round(time.Second), "err", err)
+			s.loggedAt = now
+		}
 	}
 }
 
@@ -187,17 +268,32 @@ func (k *statsKeeper) setUp(now time.Time) time.Duration {
 		k.downSince = time.Time{}
 	}
 	k.st.Up = !k.closed
+	k.st.Err = ""
 	return down
 }
 
-// setDown marks the source lost from now on.
-func (k *statsKeeper) setDown(now time.Time) {
+// setDown marks the source lost since the given time, for the reason err.
+func (k *statsKeeper) setDown(since time.Time, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.downSince.IsZero() {
-		k.downSince = now
+		k.downSince = since
 	}
 	k.st.Up = false
+	k.st.Err = err.Error()
+}
+
+func (k *statsKeeper) attempt() {
+	k.mu.Lock()
+	k.st.Attempts++
+	k.mu.Unlock()
+}
+
+// setErr updates why a lost source is still down.
+func (k *statsKeeper) setErr(err error) {
+	k.mu.Lock()
+	k.st.Err = err.Error()
+	k.mu.Unlock()
 }
 
 // ended marks a finite source as no longer delivering, without counting it as down.

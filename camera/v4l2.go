@@ -261,10 +261,8 @@ type v4l2Session struct {
 	dec    decoder
 }
 
-var errStalled = errors.New("no frame from device")
-
 func (s *v4l2Session) next(ctx context.Context, f *Frame) error {
-	rctx, cancel := context.WithTimeoutCause(ctx, s.stall, fmt.Errorf("%w for %v", errStalled, s.stall))
+	rctx, cancel := context.WithTimeoutCause(ctx, s.stall, fmt.Errorf("%w from device for %v", errStalled, s.stall))
 	data, release, err := s.dev.Read(rctx)
 	cause := context.Cause(rctx) // before cancel, which would set its own
 	cancel()

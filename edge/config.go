@@ -14,6 +14,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/edge-sensor/edge/camera"
 	"github.com/edge-sensor/edge/internal/localhttp"
 	"github.com/edge-sensor/edge/internal/redact"
 )
@@ -96,6 +97,8 @@ func (c *Config) validate() error {
 	}
 	if strings.TrimSpace(c.Source) == "" {
 		bad("SOURCE", "must not be empty")
+	} else if err := checkSourceURL(c.Source); err != nil {
+		bad("SOURCE", "%v", err)
 	}
 	if _, _, err := c.size(); err != nil {
 		bad("SIZE", "%q: %v", c.Size, err)
@@ -179,6 +182,21 @@ func (c *Config) validate() error {
 		bad("LOG_FORMAT", "%q: want text or json", c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// checkSourceURL refuses a camera URL that is malformed or of a scheme no
+// source reads, so that it exits with status 2 rather than being waited for
+// like a camera that is not up yet. Other sources are checked at Open.
+func checkSourceURL(src string) error {
+	scheme, _, isURL := strings.Cut(src, "://")
+	if !isURL {
+		return nil
+	}
+	switch strings.ToLower(scheme) {
+	case "http", "https", "rtsp", "rtsps":
+		return camera.CheckURL(src)
+	}
+	return fmt.Errorf("unsupported URL scheme %q (want http, https, rtsp or rtsps)", scheme)
 }
 
 func (c *Config) fillDefaults() {

@@ -581,3 +581,143 @@ func TestFaultPreviewPort(t *testing.T) {
 		t.Errorf("exit %.1f s after SIGINT", exit.Seconds())
 	}
 }
+
+// samplePicture is one frame of the shipped sample, for fake cameras.
+func samplePicture(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	if err := extractFrames("../camera/testdata/people.tar", dir, 30, 30); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "frame_0030.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestFaultStalledCamera (finding 7): an MJPEG camera that sends one frame
+// and then nothing, answering each reconnection with headers and silence,
+// is down, and the windows say so.
+func TestFaultStalledCamera(t *testing.T) {
+	pic := samplePicture(t)
+	var requests sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+		if _, again := requests.LoadOrStore("first", true); !again {
+			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(pic))
+			w.Write(pic)
+			io.WriteString(w, "\r\n")
+		}
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	broker := mqtttest.StartMosquitto(t)
+	col := collectStatsAs(t, broker.URL(), "faults-stall")
+	cmd, logs := startEdge(t, edgeEnv(t, broker.URL(), "EDGE_SOURCE="+srv.URL+"/video", "EDGE_FPS=10",
+		"EDGE_PUBLISH_INTERVAL=2s", "EDGE_LOG_LEVEL=info"))
+	w := watchProc(cmd.Process.Pid)
+	defer w.close()
+	// The stall is noticed after 10 s; run through two of them.
+	time.Sleep(24 * time.Second)
+	exit := interruptAndTime(t, cmd, w)
+	var down float64
+	got := col.snapshot()
+	for _, s := range got {
+		down += s.SourceDownSeconds
+	}
+	t.Logf("%d windows over %.0f s report %.1f s of source down time; exit %.2f s after SIGINT", len(got), 24.0, down, exit.Seconds())
+	if down < 10 {
+		t.Errorf("windows report %.1f s down for a camera silent for more than 20 s", down)
+	}
+	if !strings.Contains(logs.String(), "camera lost") {
+		t.Errorf("the stall is not logged:\n%s", tail(logs.String(), 2000))
+	}
+}
+
+// TestFaultCameraAtStart (finding 7): a network camera that is not up when
+// edge starts is waited for (clear log line, /healthz saying why, windows
+// reporting it down) and used once it comes; a malformed URL exits 2.
+func TestFaultCameraAtStart(t *testing.T) {
+	pic := samplePicture(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	camAddr := ln.Addr().String()
+	ln.Close() // nothing listens: connection refused
+	broker := mqtttest.StartMosquitto(t)
+	col := collectStatsAs(t, broker.URL(), "faults-atstart")
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	cmd, logs := startEdge(t, edgeEnv(t, broker.URL(), "EDGE_SOURCE=http://"+camAddr+"/video", "EDGE_FPS=10",
+		"EDGE_PUBLISH_INTERVAL=2s", "EDGE_LOG_LEVEL=info", "EDGE_PREVIEW_ADDR="+httpAddr))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("edge exited (%v) with the camera not up yet:\n%s", err, tail(logs.String(), 2000))
+	case <-time.After(6 * time.Second):
+	}
+	resp, err := http.Get("http://" + httpAddr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	health, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(health), "camera down") || !strings.Contains(string(health), "refused") {
+		t.Errorf("/healthz while the camera is away: %d %q, want 503 saying why", resp.StatusCode, health)
+	}
+	if !strings.Contains(logs.String(), "camera not reachable; waiting for it") {
+		t.Errorf("no log line says the camera is waited for:\n%s", tail(logs.String(), 2000))
+	}
+
+	// The camera boots.
+	cam, err := net.Listen("tcp", camAddr)
+	if err != nil {
+		t.Skipf("camera address taken meanwhile: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+		for r.Context().Err() == nil {
+			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(pic))
+			w.Write(pic)
+			io.WriteString(w, "\r\n")
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	})}
+	go srv.Serve(cam)
+	defer srv.Close()
+	got := waitStats(col, 20*time.Second, func(s []mqtt.Stats) bool {
+		return len(s) > 0 && s[len(s)-1].Frames.Processed > 0
+	})
+	var down float64
+	for _, s := range got {
+		down += s.SourceDownSeconds
+	}
+	t.Logf("%d windows, %.1f s down reported before the camera came", len(got), down)
+	if len(got) == 0 || got[len(got)-1].Frames.Processed == 0 {
+		t.Errorf("no frame processed after the camera came up")
+	}
+	if down < 4 {
+		t.Errorf("windows report %.1f s down for a camera away for 6 s or more", down)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+	case <-time.After(faultStopLimit):
+		t.Errorf("edge did not stop within %v", faultStopLimit)
+	}
+
+	// A malformed URL is a configuration error, not a camera to wait for.
+	bad := exec.Command(edgeBinary(t), "run")
+	bad.Env = edgeEnv(t, broker.URL(), "EDGE_SOURCE=http://user:hunter2@[::1/video")
+	out, err := bad.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Errorf("malformed camera URL: %v, want exit status 2\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "EDGE_SOURCE") || strings.Contains(string(out), "hunter2") {
+		t.Errorf("the error should name EDGE_SOURCE without the password:\n%s", out)
+	}
+}

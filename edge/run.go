@@ -170,7 +170,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	}
 
 	if cfg.PreviewAddr != "" {
-		srv, err := serveHTTP(ctx, cfg.PreviewAddr, previewRules(cfg, log), reg, prev, pl, pub.BrokerState, log)
+		srv, err := serveHTTP(ctx, cfg.PreviewAddr, previewRules(cfg, log), reg, prev, pl, pub.BrokerState, src.Stats, log)
 		if err != nil {
 			return err
 		}
@@ -180,11 +180,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	var wg sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(ctx)
 	wg.Go(func() {
-		if err := notifier.Watch(loopCtx, func() uint64 { return pl.Frames().Processed }); err != nil {
+		if err := notifier.Watch(loopCtx, func() uint64 { return progress(pl.Frames(), src.Stats()) }); err != nil {
 			log.Warn("watchdog", "err", err)
 		}
 	})
-	wg.Go(func() { statusLoop(loopCtx, notifier, pl, obs, pub, log) })
+	wg.Go(func() { statusLoop(loopCtx, notifier, pl, obs, pub, src, log) })
 	wg.Go(func() { diagnosticsLoop(loopCtx, cfg.DiagInterval, started, src, pl, pub, log) })
 
 	err = pl.Run(ctx)
@@ -351,11 +351,12 @@ func httpConnCap(limit uint64, known bool) int {
 // serveHTTP starts the local HTTP server: /healthz, /metrics and, when on,
 // the preview, under rules. It listens before returning so a bad address is
 // an error at start.
-func serveHTTP(ctx context.Context, addr string, rules localhttp.Rules, reg *prometheus.Registry, prev *preview.Server, pl *pipeline.Pipeline, broker func() mqtt.BrokerState, log *slog.Logger) (*http.Server, error) {
+func serveHTTP(ctx context.Context, addr string, rules localhttp.Rules, reg *prometheus.Registry, prev *preview.Server, pl *pipeline.Pipeline,
+	broker func() mqtt.BrokerState, source func() camera.SourceStats, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeHealth(w, pl.Frames().Processed, broker())
+		writeHealth(w, pl.Frames().Processed, broker(), sourceProblems(source())...)
 	})
 	if prev != nil {
 		mux.Handle("/", prev.Handler())
@@ -378,16 +379,32 @@ func serveHTTP(ctx context.Context, addr string, rules localhttp.Rules, reg *pro
 // writeHealth answers /healthz: "ok frames=N" (200) while windows reach the
 // broker, else "degraded frames=N: reasons" (503) naming what keeps them
 // from it (a refusing broker, a failing state directory, lost windows not
-// yet reported).
-func writeHealth(w http.ResponseWriter, frames uint64, st mqtt.BrokerState) {
+// yet reported), after the extra problems given (a camera that is down).
+func writeHealth(w http.ResponseWriter, frames uint64, st mqtt.BrokerState, extra ...string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	probs := st.Problems()
+	probs := slices.Concat(extra, st.Problems())
 	if len(probs) == 0 {
 		fmt.Fprintf(w, "ok frames=%d\n", frames)
 		return
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
 	fmt.Fprintf(w, "degraded frames=%d: %s\n", frames, strings.Join(probs, "; "))
+}
+
+// sourceProblems says why a live camera is down: lost, or not reachable
+// since the start (a network camera is waited for), with the last error.
+func sourceProblems(st camera.SourceStats) []string {
+	if st.Up || st.Err == "" {
+		return nil
+	}
+	return []string{fmt.Sprintf("camera down for %v: %s", st.Down.Round(time.Second), st.Err)}
+}
+
+// progress is what feeds the systemd watchdog: frames processed, corrupt
+// frames skipped and connection attempts to a lost camera all show a live
+// process; only a hung one stops them all.
+func progress(f mqtt.Frames, st camera.SourceStats) uint64 {
+	return f.Processed + f.Corrupt + st.Attempts
 }
 
 // brokerStatus is the broker part of the systemd status line: "connected",
@@ -411,8 +428,9 @@ func brokerStatus(st mqtt.BrokerState) string {
 
 // statusLoop tells systemd that edge is ready once frames flow (the models
 // are loaded by then; a broker that is down does not hold readiness back:
-// stats wait on disk), and keeps STATUS= current.
-func statusLoop(ctx context.Context, n *service.Notifier, pl *pipeline.Pipeline, obs *frameObserver, pub *mqtt.Publisher, log *slog.Logger) {
+// stats wait on disk), or once a network camera unreachable at start is
+// being waited for (windows report it down), and keeps STATUS= current.
+func statusLoop(ctx context.Context, n *service.Notifier, pl *pipeline.Pipeline, obs *frameObserver, pub *mqtt.Publisher, src camera.Source, log *slog.Logger) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	ready := false
@@ -423,16 +441,25 @@ func statusLoop(ctx context.Context, n *service.Notifier, pl *pipeline.Pipeline,
 			return
 		case now := <-t.C:
 			frames := pl.Frames().Processed
-			if !ready && frames > 0 {
+			camDown := sourceProblems(src.Stats())
+			if !ready && (frames > 0 || len(camDown) > 0) {
 				if err := n.Ready(); err != nil {
 					log.Warn("sd_notify READY", "err", err)
 				}
-				log.Info("ready: frames are being processed")
+				if frames > 0 {
+					log.Info("ready: frames are being processed")
+				} else {
+					log.Info("ready: the camera is waited for; windows report it down")
+				}
 				ready = true
 			}
 			if d := now.Sub(lastAt); d >= 5*time.Second {
 				fps := float64(frames-last) / d.Seconds()
-				n.Status(service.StatusText(fps, int(obs.faces.Load()), brokerStatus(pub.BrokerState())))
+				status := service.StatusText(fps, int(obs.faces.Load()), brokerStatus(pub.BrokerState()))
+				if len(camDown) > 0 {
+					status += ", " + camDown[0]
+				}
+				n.Status(status)
 				last, lastAt = frames, now
 			}
 		}
