@@ -18,7 +18,7 @@ func ClientOptions(brokerURL, username, password string, t TLSConfig) (*paho.Cli
 	}
 	tlsURL := isTLSScheme(u.Scheme)
 	if !tlsURL && !t.isZero() {
-		return nil, fmt.Errorf("mqtt: TLS options are set but broker URL %q is not a TLS URL (use ssl://, tls:// or mqtts://)", u.Redacted())
+		return nil, fmt.Errorf("mqtt: TLS options are set but broker URL %q is not a TLS URL (use ssl://, tls:// or mqtts://)", RedactURL(brokerURL))
 	}
 	opt := paho.NewClientOptions().AddBroker(u.String()).SetUsername(username).SetPassword(password)
 	if tlsURL {
