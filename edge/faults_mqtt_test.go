@@ -227,6 +227,87 @@ func TestFaultStateDirFull(t *testing.T) {
 	}
 }
 
+// The state directory becomes unwritable for 10 s with the broker up (its
+// queue directory swapped for a file and the window counter's temporary
+// file for a directory: every write fails, even as root, where a read-only
+// remount is refused while edge holds files open): every window is still
+// delivered, once, with no gap in ids or time, and /healthz says why it is
+// degraded meanwhile. Before, the windows of those 10 s were lost with
+// contiguous ids.
+func TestFaultStateDirUnwritable(t *testing.T) {
+	broker := mqtttest.StartMosquitto(t)
+	col := collectStats(t, broker.URL())
+	state := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	cmd, logs := startEdge(t, edgeEnv(t, broker.URL(), "EDGE_SOURCE="+loopFrames(t), "EDGE_LOOP=true", "EDGE_FPS=5",
+		"EDGE_PUBLISH_INTERVAL=1s", "EDGE_STATE_DIR="+state, "EDGE_PREVIEW_ADDR="+addr, "EDGE_PREVIEW=false"))
+	queue, counterTmp := filepath.Join(state, "queue"), filepath.Join(state, "window.tmp")
+	breakDir := func() {
+		t.Helper()
+		if err := os.Rename(queue, queue+".aside"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(queue, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The counter's temporary file exists for a moment while edge writes it.
+		for tries := 0; ; tries++ {
+			err := os.Mkdir(counterTmp, 0o700)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, os.ErrExist) || tries == 100 {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	restoreDir := func() {
+		t.Helper()
+		for _, err := range []error{os.Remove(queue), os.Rename(queue+".aside", queue), os.Remove(counterTmp)} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	col.waitFor(t, 90*time.Second, func(s []mqtt.Stats) bool { return len(s) >= 2 })
+	breakDir()
+	time.Sleep(5 * time.Second)
+	code, health := get(t, addr, "/healthz")
+	time.Sleep(5 * time.Second)
+	restoreDir()
+	n := len(col.snapshot())
+	col.waitFor(t, 30*time.Second, func(s []mqtt.Stats) bool { return len(s) >= n+2 })
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitExit(t, cmd, stopTimeout+5*time.Second)
+
+	msgs := col.snapshot()
+	var ids []uint64
+	gaps := 0
+	for i, s := range msgs {
+		ids = append(ids, s.Window)
+		if i > 0 && s.Start.Sub(msgs[i-1].End) > 500*time.Millisecond {
+			gaps++
+		}
+	}
+	t.Logf("unwritable for 10 s: /healthz %d %q; %d windows, ids %v, %d gaps in time", code, health, len(msgs), ids, gaps)
+	if code != http.StatusServiceUnavailable || !strings.Contains(health, "state directory failing") {
+		t.Errorf("/healthz while unwritable: %d %q", code, health)
+	}
+	for i, id := range ids {
+		if id != uint64(i+1) {
+			t.Errorf("window ids %v: want 1..%d, each once", ids, len(ids))
+			break
+		}
+	}
+	if gaps > 0 || len(msgs) < 12 {
+		t.Errorf("%d windows over about 14 s with %d gaps in time: windows were lost", len(msgs), gaps)
+	}
+	if t.Failed() {
+		t.Logf("edge output (tail):\n%s", tail(logs.String(), 4000))
+	}
+}
+
 // A wrong password: the refusal is logged once with the broker's reason,
 // shown by /healthz, /metrics and the systemd status line. Before, nothing
 // showed it anywhere.
