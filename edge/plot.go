@@ -96,7 +96,8 @@ func plotCamera(path string, r *cameraResult) error {
 	const left, top, barH, scale = 120, 60, 12, 500 // scale: pixels for accuracy 1
 	k := len(r.Tasks)
 	rowH := k*barH + 10
-	c := newCanvas(left+scale+150, top+len(r.Conditions)*rowH+50)
+	const found = left + scale + 70 // the faces-found column, clear of the bars' labels
+	c := newCanvas(found+70, top+len(r.Conditions)*rowH+50)
 	c.text(10, 20, fmt.Sprintf("camera-realistic validation: %d images per condition, seed %d", r.Sampled, r.Seed), color.Black)
 	x := left
 	for _, t := range r.Tasks {
@@ -109,7 +110,7 @@ func plotCamera(path string, r *cameraResult) error {
 		c.fill(image.Rect(gx, top-4, gx+1, top+len(r.Conditions)*rowH), color.Gray{215})
 		c.text(gx-10, top+len(r.Conditions)*rowH+15, fmt.Sprintf("%.2f", v), color.Gray{90})
 	}
-	c.text(left+scale+10, top-8, "found", color.Gray{90})
+	c.text(found, top-8, "found", color.Gray{90})
 	for i, cr := range r.Conditions {
 		y := top + i*rowH
 		c.text(left-textWidth(cr.Condition.Name)-8, y+rowH/2+3, cr.Condition.Name, color.Black)
@@ -119,9 +120,11 @@ func plotCamera(path string, r *cameraResult) error {
 			c.fill(image.Rect(left, by, left+int(s.AccuracyOnFaces*scale), by+barH-2), taskColors[t])
 			tick := left + int(r.Crop[t]*scale)
 			c.fill(image.Rect(tick, by-1, tick+2, by+barH-1), color.Black)
-			c.text(left+int(s.AccuracyOnFaces*scale)+4, by+barH-3, fmt.Sprintf("%.3f", s.AccuracyOnFaces), color.Gray{60})
+			// the label goes past the bar and past the tick, whichever ends later
+			lx := max(left+int(s.AccuracyOnFaces*scale), tick+2) + 4
+			c.text(lx, by+barH-3, fmt.Sprintf("%.3f", s.AccuracyOnFaces), color.Gray{60})
 		}
-		c.text(left+scale+10, y+rowH/2+3, fmt.Sprintf("%.3f", cr.FaceRate), color.Black)
+		c.text(found, y+rowH/2+3, fmt.Sprintf("%.3f", cr.FaceRate), color.Black)
 	}
 	c.text(10, top+len(r.Conditions)*rowH+35, "black tick: accuracy on the same images' own crops (no detector)", color.Gray{90})
 	return c.save(path)

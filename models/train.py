@@ -5,6 +5,8 @@ agegender : UTKFace, one shared trunk with an age-category head (5 classes) and 
             gender head (2 classes); export.py writes each head as its own model.
 gender    : UTKFace, the gender head alone (the whole trunk serves gender); --init
             may start it from an agegender checkpoint, whose age head is dropped.
+age       : UTKFace, the age head alone (e.g. fine-tuning the shipped age model from
+            models/importer.py's checkpoint of it).
 
 Recipe: batched on-the-fly augmentation (flip, rotation, scale, shift,
 brightness/contrast, cutout), label smoothing, mildly re-weighted rare classes
@@ -46,7 +48,7 @@ TRUNKS = {
     # 60 M); grown from a trained small network with --init, the added conv starting as an identity map
     "small-deep": [(16, 1), (32, 2), (64, 2), (128, 3)],
 }
-HEADS = {"emotion": {"emotion": 7}, "agegender": {"age": 5, "gender": 2}, "gender": {"gender": 2}}
+HEADS = {"emotion": {"emotion": 7}, "agegender": {"age": 5, "gender": 2}, "gender": {"gender": 2}, "age": {"age": 5}}
 
 
 def make_arch(task: str, trunk: str, input_size: int = 48) -> Arch:
