@@ -36,11 +36,7 @@ CC_arm64 ?= aarch64-linux-gnu-gcc
 
 # apt-install installs the Debian packages in $(1) that are missing.
 define apt-install
-@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-if [ -n "$$missing" ]; then \
-  echo "installing:$$missing"; \
-  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+@tools/apt-install.sh $(1)
 endef
 
 .PHONY: dist dist-deps dist-check test-unit test-dist test-dist-deps dist-amd64 dist-arm64

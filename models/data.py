@@ -1,14 +1,17 @@
 """Loading FER2013 and UTKFace from ../shared/data into memory as uint8 arrays
 (grey, or for colour models Y, Cb, Cr as Go's image.YCbCr holds them).
 
-Images are decoded once and cached under build/cache as .npz, so later runs
-start in seconds. The datasets' own crops are the models' framing: FER2013 is
+Images are decoded once and cached under build/cache (or $EDGE_CACHE) as .npz,
+so later runs start in seconds; a cache file is named after the archive it came
+from (path, size, modification time), so another EDGE_DATA, such as the smoke
+training's synthetic fixture (fixture.py), never reads another data set's cache. The datasets' own crops are the models' framing: FER2013 is
 kept at its native 48x48; UTKFace's 200x200 aligned crops are shrunk to the
 model input size with the Go pipeline's own arithmetic (`area_resize`), from
 the JPEG's own Y, Cb, Cr, so a model trains on the pixels edge will feed it.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -34,6 +37,24 @@ CACHE = ROOT / "build" / "cache" / "v2"
 
 def data_dir() -> Path:
     return Path(os.environ.get("EDGE_DATA", ROOT.parent / "shared" / "data"))
+
+
+def cache_path(name: str, src: Path) -> Path:
+    """The cache file for the images of archive src decoded as `name`: keyed by the
+    archive's resolved path, size and modification time."""
+    st = src.stat()
+    tag = hashlib.sha1(f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:10]
+    return Path(os.environ.get("EDGE_CACHE", CACHE)) / f"{name}-{tag}.npz"
+
+
+def _archive(dataset: str, split: str) -> Path:
+    src = data_dir() / dataset / f"{split}.tar.gz"
+    if not src.exists():
+        raise SystemExit(f"{src}: not found. The data sets live in ../shared/data beside the checkout "
+                         f"(or set EDGE_DATA to a folder laid out like it: fer2013/{{train,val}}.tar.gz, "
+                         f"utkface/{{train,val}}.tar.gz); `python3 models/fixture.py --out DIR` writes a "
+                         f"synthetic one for code-path checks")
+    return src
 
 
 def age_bin(age: int) -> int:
@@ -85,12 +106,13 @@ def _decode(data: bytes, size: int, crop: float = 1.0, color: str = "gray") -> n
 
 def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns images N x 48 x 48 uint8 and labels (index into EMOTIONS)."""
-    cache = CACHE / f"fer_{split}.npz"
+    src = _archive("fer2013", split)
+    cache = cache_path(f"fer_{split}", src)
     if cache.exists():
         z = np.load(cache)
         return z["x"], z["y"]
     xs, ys = [], []
-    with tarfile.open(data_dir() / "fer2013" / f"{split}.tar.gz") as tf:
+    with tarfile.open(src) as tf:
         for m in tf:
             if not m.isfile():
                 continue
@@ -98,7 +120,7 @@ def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:
             xs.append(_decode(tf.extractfile(m).read(), 48))
             ys.append(EMOTIONS.index(cls))
     x, y = np.stack(xs), np.array(ys, dtype=np.int64)
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, x=x, y=y)
     return x, y
 
@@ -114,12 +136,13 @@ def load_utk(split: str, size: int, crop: float = UTK_CROP,
              color: str = "gray") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Returns images N x size x size (x 3 for "ycbcr") uint8 (the central `crop`
     fraction of each 200x200 image, resized), ages, genders, races."""
-    cache = CACHE / (f"utk_{split}_{size}_{crop:g}" + ("" if color == "gray" else f"_{color}") + ".npz")
+    src = _archive("utkface", split)
+    cache = cache_path(f"utk_{split}_{size}_{crop:g}" + ("" if color == "gray" else f"_{color}"), src)
     if cache.exists():
         z = np.load(cache)
         return z["x"], z["age"], z["gender"], z["race"]
     xs, ages, genders, races = [], [], [], []
-    with tarfile.open(data_dir() / "utkface" / f"{split}.tar.gz") as tf:
+    with tarfile.open(src) as tf:
         for m in tf:
             if not m.isfile():
                 continue
@@ -129,6 +152,6 @@ def load_utk(split: str, size: int, crop: float = UTK_CROP,
             genders.append(g)
             races.append(r)
     out = (np.stack(xs), np.array(ages), np.array(genders), np.array(races))
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, x=out[0], age=out[1], gender=out[2], race=out[3])
     return out

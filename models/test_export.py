@@ -8,8 +8,8 @@ like a trained model. It is exported, run through the runtime (built-in kernels 
 and checked: top-1 agreement with the float model >= 99%, probabilities summing to ~1, the
 quantization rules of ../shared/notes/tflite-2.9-facts.md, the metadata JSON round trip, the
 pooling ops' requantization, and the committed Go fixture tflite/testdata/tiny*. A last test
-exports a `models/train.py --smoke` checkpoint end to end through the CLI when ../shared data is
-there (skipped with a message otherwise, unless CI is set).
+exports a `models/train.py --smoke` checkpoint, trained on the synthetic fixture (fixture.py),
+end to end through the CLI.
 """
 from __future__ import annotations
 
@@ -307,27 +307,30 @@ class ExportTest(unittest.TestCase):
 
 
 class SmokeCheckpointTest(unittest.TestCase):
-    """End to end through the CLI on a `train.py --smoke` checkpoint (needs ../shared data)."""
+    """End to end through the CLI on a `train.py --smoke` checkpoint, trained on the synthetic fixture
+    (fixture.py) so that it needs no ../shared."""
 
     def test_cli_on_smoke_checkpoint(self) -> None:
         import data
+        import fixture
 
-        if not (data.data_dir() / "fer2013" / "train.tar.gz").exists() and not (data.CACHE / "fer_train.npz").exists():
-            if os.environ.get("CI"):
-                self.fail(f"FER2013 not found under {data.data_dir()} (CI is set)")
-            self.skipTest(f"FER2013 not found under {data.data_dir()}: skipping the smoke-checkpoint export")
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
-            subprocess.run([sys.executable, str(HERE / "train.py"), "--task", "emotion", "--smoke", "--threads", "1",
-                            "--out", str(d)], check=True, capture_output=True)
+            fixture.write(d / "data")
+            env = {**os.environ, "EDGE_DATA": str(d / "data"), "EDGE_CACHE": str(d / "cache")}
+            subprocess.run([sys.executable, str(HERE / "train.py"), "--task", "emotion", "--smoke", "--batch", "32",
+                            "--threads", "1", "--out", str(d)], check=True, capture_output=True, env=env)
             out, rep = d / "emotion.tflite", d / "report.json"
             r = subprocess.run([sys.executable, str(HERE / "export.py"), "--head", "emotion", "--ckpt", str(d / "emotion.pt"),
                                 "--out", str(out), "--report", str(rep), "--framing", str(d / "none.json"),
-                                "--calib", "200", "--val-limit", "400"], capture_output=True, text=True)
+                                "--calib", "100", "--smoke"], capture_output=True, text=True, env=env)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertIn("WARNING: no framing", r.stderr)
+            self.assertIn("smoke export checked", r.stdout)
             report = json.loads(rep.read_text())
-            self.assertGreaterEqual(report["agreement"], 0.99)
+            self.assertLessEqual(report["prob_mae"], E.SMOKE_MAX_PROB_ERROR)
+            self.assertEqual(report["n"], fixture.FER_COUNTS["val"] * len(data.EMOTIONS))
+            self.assertEqual(report["calib"], 100)
             self.assertEqual(report["bytes"], out.stat().st_size)
             meta = json.loads(E.read_model(out)["metadata"]["edge"])
             self.assertEqual(meta["labels"], data.EMOTIONS)

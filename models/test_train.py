@@ -207,3 +207,50 @@ class AreaResizeTest(unittest.TestCase):
         for x0, y0, side, size in [(0, 0, 2, 3), (1, 0, 4, 2), (0, -0.5, 3, 2)]:
             with self.subTest(x0=x0, y0=y0, side=side, size=size), self.assertRaises(ValueError):
                 data.area_resize(img, x0, y0, side, size)
+
+
+class FixtureDataTest(unittest.TestCase):
+    """fixture.py writes archives that data.py reads as it reads ../shared/data, and the
+    caches of two data folders never mix."""
+
+    def setUp(self) -> None:
+        import fixture
+
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.root = Path(self.dir.name)
+        self.counts = fixture.write(self.root / "a", scale=0.1)
+        env = mock.patch.dict("os.environ", {"EDGE_DATA": str(self.root / "a"), "EDGE_CACHE": str(self.root / "cache")})
+        env.start()
+        self.addCleanup(env.stop)
+
+    def test_layouts_load(self) -> None:
+        x, y = data.load_fer("train")
+        self.assertEqual(x.shape, (self.counts["fer2013/train"], 48, 48))
+        self.assertEqual(set(y.tolist()), set(range(len(data.EMOTIONS))))
+        # classes interleaved: the first images are not all one class
+        self.assertEqual(len(set(y[:7].tolist())), 7)
+        x, age, gender, race = data.load_utk("val", 64, 0.8, "ycbcr")
+        self.assertEqual(x.shape, (self.counts["utkface/val"], 64, 64, 3))
+        self.assertEqual({data.age_bin(int(a)) for a in age}, set(range(len(data.AGE_BINS))))
+        self.assertEqual(set(gender.tolist()), {0, 1})
+        self.assertEqual(set(race.tolist()), set(range(len(data.RACES))))
+
+    def test_cache_is_per_archive(self) -> None:
+        import fixture
+
+        xa, _ = data.load_fer("val")
+        self.assertEqual(len(list((self.root / "cache").glob("fer_val-*.npz"))), 1)
+        np.testing.assert_array_equal(data.load_fer("val")[0], xa)  # from the cache
+        fixture.write(self.root / "b", seed=1, scale=0.1)
+        with mock.patch.dict("os.environ", {"EDGE_DATA": str(self.root / "b")}):
+            xb, _ = data.load_fer("val")
+        self.assertEqual(len(list((self.root / "cache").glob("fer_val-*.npz"))), 2)
+        self.assertFalse(np.array_equal(xa, xb))
+
+    def test_missing_archive_names_the_fix(self) -> None:
+        with mock.patch.dict("os.environ", {"EDGE_DATA": str(self.root / "none")}):
+            with self.assertRaises(SystemExit) as cm:
+                data.load_utk("train", 64)
+        self.assertIn("EDGE_DATA", str(cm.exception))
+        self.assertIn("../shared/data", str(cm.exception))

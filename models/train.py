@@ -396,8 +396,12 @@ def main() -> None:
         ytr_hard = {h: y[sel] for h, y in ytr_hard.items()}
         groups = groups[sel]
         train_keep = None if train_keep is None else train_keep[sel]
-        xva, yval = xva[:256], {h: y[:256] for h, y in yval.items()}
+        # val images from the whole split: a data set stored class by class starts with one class only
+        vsel = np.random.permutation(len(xva))[:256]
+        xva, yval = xva[vsel], {h: y[vsel] for h, y in yval.items()}
         args.epochs = 2
+        print(f"smoke: {len(xtr)} training and {len(xva)} val images from {data.data_dir()}, {args.epochs} epochs: "
+              "a check of the code path; its accuracies are not the model's", flush=True)
     for h, soft in teacher_targets(args.teacher, args.task, heads, ytr_hard, sel, args.kd_temp, dev).items():
         ttr[h] = ttr[h] * (1 - args.kd_alpha) + soft * args.kd_alpha
         agree = float((soft.argmax(1).numpy() == ytr_hard[h]).mean())
