@@ -64,7 +64,8 @@ check-shared:
 	elif [ -n "$$CI" ]; then echo "check-shared: ../shared (data sets, sample photos) is missing beside the checkout; CI needs it" >&2; exit 1; \
 	else echo "check-shared: ../shared not found beside the checkout: the checks that need its data sets and sample photos skip (SKIP lines below); with CI set this is a failure"; fi
 
-# check-paths fails on absolute machine paths (/work/..., /home/...) in the tree.
+# check-paths fails on absolute paths of one machine (its home or work folders)
+# in the tree: tests and scripts reach ../shared relative to the checkout.
 check-paths:
 	@tools/check-paths.sh
 
