@@ -27,7 +27,7 @@ func sampleLuma(tb testing.TB, name string) (luma []byte, w, h int) {
 		if os.IsNotExist(err) && os.Getenv("CI") == "" {
 			tb.Skipf("sample photo %s not found: ../shared is absent (a fresh clone); with CI set it is a failure", path)
 		}
-		tb.Fatal(err)
+		tb.Fatalf("sample photo: %v (CI needs ../shared beside the checkout)", err)
 	}
 	defer f.Close()
 	img, _, err := image.Decode(f)
