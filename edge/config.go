@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/edge-sensor/edge/camera"
 	"github.com/edge-sensor/edge/internal/localhttp"
 	"github.com/edge-sensor/edge/internal/redact"
+	"github.com/edge-sensor/edge/mqtt"
 )
 
 // envPrefix is the prefix of every variable edge reads: EDGE_SOURCE, EDGE_MQTT_URL, …
@@ -25,7 +27,7 @@ const envPrefix = "EDGE"
 // Config is everything `edge run` reads from the environment. Each field's
 // desc tag is what `edge run --help` prints; keep it one line.
 type Config struct {
-	Source          string        `envconfig:"SOURCE" default:"/dev/video0" desc:"camera: /dev/videoN, a directory or .tar(.gz) of images, a video file, or an http:// MJPEG URL"`
+	Source          string        `envconfig:"SOURCE" default:"/dev/video0" desc:"camera: /dev/videoN (see edge cameras), a directory or .tar(.gz) of images, an image or video file, an http:// MJPEG or snapshot URL, or an rtsp:// stream"`
 	Size            string        `envconfig:"SIZE" default:"640x480" desc:"capture size WxH requested from the camera"`
 	FPS             int           `envconfig:"FPS" default:"15" desc:"capture frame rate; image sources are paced to it (0: as fast as processed)"`
 	Format          string        `envconfig:"FORMAT" default:"" desc:"V4L2 pixel format: yuyv, mjpeg or grey (empty: pick from what the device offers)"`
@@ -77,7 +79,8 @@ func loadConfig() (Config, error) {
 	if err := envconfig.Process(envPrefix, &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
-			return c, configError{fmt.Errorf("%s_%s=%q: not a valid %s", envPrefix, pe.KeyName, pe.Value, pe.TypeName)}
+			// KeyName is the variable's whole name, prefix included
+			return c, configError{fmt.Errorf("%s=%q: %s", pe.KeyName, pe.Value, accepted(pe.FieldName))}
 		}
 		return c, configError{err}
 	}
@@ -88,6 +91,24 @@ func loadConfig() (Config, error) {
 	return c, nil
 }
 
+// accepted says what a Config field of a non-string type takes, and its default.
+func accepted(field string) string {
+	f, ok := reflect.TypeOf(Config{}).FieldByName(field)
+	if !ok {
+		return "not a valid value"
+	}
+	def := fmt.Sprintf("(default %s)", f.Tag.Get("default"))
+	switch {
+	case f.Type == reflect.TypeOf(time.Duration(0)):
+		return "want a duration such as 500ms, 60s, 5m or 1h " + def
+	case f.Type.Kind() == reflect.Bool:
+		return "want true or false " + def
+	case f.Type.Kind() == reflect.Int:
+		return "want a whole number " + def
+	}
+	return fmt.Sprintf("not a valid %s %s", f.Type, def)
+}
+
 var knownTasks = map[string]bool{"emotion": true, "age": true, "gender": true}
 
 func (c *Config) validate() error {
@@ -96,7 +117,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("%s_%s: %s", envPrefix, name, fmt.Sprintf(format, a...)))
 	}
 	if strings.TrimSpace(c.Source) == "" {
-		bad("SOURCE", "must not be empty")
+		bad("SOURCE", "empty; want %s", sourceKinds)
 	} else if err := checkSourceURL(c.Source); err != nil {
 		bad("SOURCE", "%v", err)
 	}
@@ -161,22 +182,36 @@ func (c *Config) validate() error {
 	if c.QueueMemMax < 1 {
 		bad("QUEUE_MEMORY_MAX", "%d: want 1 or more", c.QueueMemMax)
 	}
-	if (c.MQTTCert == "") != (c.MQTTKey == "") {
-		bad("MQTT_CERT", "MQTT_CERT and MQTT_KEY go together")
+	if c.MQTTURL != "" {
+		// only the URL: TLS files are checked below, each under its own name
+		if _, err := mqtt.ClientOptions(c.MQTTURL, "", "", mqtt.TLSConfig{}); err != nil {
+			bad("MQTT_URL", "%s; want tcp://HOST:1883 or ssl://HOST:8883 (empty: the embedded broker)",
+				strings.TrimPrefix(err.Error(), "mqtt: "))
+		}
+	}
+	switch {
+	case c.MQTTCert != "" && c.MQTTKey == "":
+		bad("MQTT_KEY", "empty while EDGE_MQTT_CERT is set: mutual TLS needs the certificate and its key")
+	case c.MQTTCert == "" && c.MQTTKey != "":
+		bad("MQTT_CERT", "empty while EDGE_MQTT_KEY is set: mutual TLS needs the certificate and its key")
 	}
 	for _, v := range []struct{ name, path string }{{"MQTT_CA", c.MQTTCA}, {"MQTT_CERT", c.MQTTCert}, {"MQTT_KEY", c.MQTTKey}} {
 		if v.path == "" {
 			continue
 		}
 		if _, err := os.Stat(v.path); err != nil {
-			bad(v.name, "%v", err)
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the path is in the message already
+			}
+			bad(v.name, "%q: %v; want a PEM file", v.path, err)
 		}
 	}
 	if err := (localhttp.Rules{Hosts: c.PreviewHosts}).Validate(); err != nil {
 		bad("PREVIEW_HOSTS", "%v", err)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
-		bad("LOG_LEVEL", "%v", err)
+		bad("LOG_LEVEL", "%q: want debug, info, warn or error", c.LogLevel)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("LOG_FORMAT", "%q: want text or json", c.LogFormat)

@@ -22,7 +22,9 @@ const usage = `edge: a privacy-preserving people-analytics sensor
 Usage:
   edge run                 capture, detect, track, classify and publish aggregates (config: EDGE_* variables; see edge run --help)
   edge eval [flags]        measure a model's accuracy on a labelled data set through the TFLite runtime
+  edge cameras             list the V4L2 cameras with their formats, sizes and frame rates
   edge models info FILE    print a model's signature, quantization, operators, size and framing
+  edge models framing      measure where the detector's box falls on a data set's face crops
   edge bench [flags]       per-stage latency and end-to-end frames per second on sample input
   edge subscribe [flags]   show live statistics per department from a broker
   edge collect             store every device's windows in PostgreSQL (config: EDGE_* variables; see edge collect --help)
@@ -77,6 +79,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return modelsCmd(ctx, rest, stdout, stderr)
 	case "bench":
 		return benchCmd(ctx, rest, stdout, stderr)
+	case "cameras":
+		return camerasCmd(ctx, rest, stdout, stderr)
 	case "subscribe":
 		return subscribeCmd(ctx, rest, stdout, stderr)
 	case "collect":

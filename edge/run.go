@@ -59,6 +59,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	// before the models load: a missing camera or model is a setup mistake to name at once
+	if err := checkSource(cfg.Source, "/dev"); err != nil {
+		return err
+	}
+	if err := checkModels(cfg.ModelsDir, cfg.Tasks, os.Getenv(envPrefix+"_MODELS_DIR") != ""); err != nil {
+		return err
+	}
 	log := newLogger(cfg, stderr)
 	log.Info("edge starting", append([]any{"version", version}, cfg.logAttrs()...)...)
 	if os.Getenv("GOMEMLIMIT") == "" {
