@@ -70,7 +70,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{err.Error()}
 	}
 	taskList := strings.Split(*tasks, ",")
-	models, closeModels, err := loadModels(*modelsDir, taskList, *threads)
+	models, closeModels, err := loadModels(*modelsDir, taskList, *threads, tfliteLog(nil))
 	if err != nil {
 		return err
 	}

@@ -163,7 +163,7 @@ type evalJob struct {
 func evaluate(ctx context.Context, f evalFlags, progress func(done, total int)) (*evalResult, error) {
 	models := make([]*tflite.Model, f.workers)
 	for i := range models {
-		m, err := tflite.Load(f.model, tflite.WithExpect(f.task, 0), tflite.WithThreads(1))
+		m, err := tflite.Load(f.model, tflite.WithExpect(f.task, 0), tflite.WithThreads(1), tfliteLog(nil))
 		if err != nil {
 			return nil, err
 		}

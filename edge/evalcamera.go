@@ -346,7 +346,7 @@ func newCameraWorker(f cameraFlags) (*cameraWorker, []tflite.Meta, func(), error
 	w.detector = d
 	var metas []tflite.Meta
 	for _, task := range f.tasks {
-		m, err := tflite.Load(f.models[task], tflite.WithExpect(task, 0), tflite.WithThreads(1))
+		m, err := tflite.Load(f.models[task], tflite.WithExpect(task, 0), tflite.WithThreads(1), tfliteLog(nil))
 		if err != nil {
 			closeAll()
 			return nil, nil, nil, err

@@ -84,7 +84,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 }
 
 // loadModels loads the model of each task from dir.
-func loadModels(dir string, tasks []string, threads int) ([]pipeline.Classifier, func(), error) {
+func loadModels(dir string, tasks []string, threads int, opts ...tflite.Option) ([]pipeline.Classifier, func(), error) {
 	var models []*tflite.Model
 	closeAll := func() {
 		for _, m := range models {
@@ -93,7 +93,7 @@ func loadModels(dir string, tasks []string, threads int) ([]pipeline.Classifier,
 	}
 	var out []pipeline.Classifier
 	for _, task := range tasks {
-		m, err := tflite.Load(filepath.Join(dir, task+".tflite"), tflite.WithExpect(task, 0), tflite.WithThreads(threads))
+		m, err := tflite.Load(filepath.Join(dir, task+".tflite"), append([]tflite.Option{tflite.WithExpect(task, 0), tflite.WithThreads(threads)}, opts...)...)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("model for task %s: %w", task, err)
@@ -107,7 +107,7 @@ func loadModels(dir string, tasks []string, threads int) ([]pipeline.Classifier,
 func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
 	started := time.Now()
 	notifier := service.New(service.WithLogger(log))
-	models, closeModels, err := loadModels(cfg.ModelsDir, cfg.Tasks, cfg.Threads)
+	models, closeModels, err := loadModels(cfg.ModelsDir, cfg.Tasks, cfg.Threads, tfliteLog(log))
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ type config struct {
 	xnnpack       bool
 	expectTask    string
 	expectClasses int
+	runtimeLog    func(string) // nil: the library's lines go to stderr
 }
 
 // WithThreads sets how many threads one inference may use, in TFLite's own
@@ -198,7 +199,13 @@ func (m *Model) start(buf []byte, s spec, cfg config) error {
 	}
 	m.options.SetNumThread(cfg.threads)
 	if cfg.xnnpack {
-		d, err := newXNNPACK(cfg.threads)
+		var d *xnnpackDelegate
+		var err error
+		if cfg.runtimeLog != nil {
+			captureStderr(cfg.runtimeLog, func() { d, err = newXNNPACK(cfg.threads) })
+		} else {
+			d, err = newXNNPACK(cfg.threads)
+		}
 		if err != nil {
 			return err
 		}
