@@ -169,27 +169,26 @@ func (b *Board) Render(w io.Writer) error {
 			what = "hourly windows (people seen over the hour), latest end"
 		}
 		fmt.Fprintf(ew, "== %s: %d device(s), %s %s ==\n", d.Department, len(d.Devices), what, d.End.Format(time.RFC3339))
-		fmt.Fprintf(ew, "people now %d   seen %d   unclassified %d   dwell mean %.1fs\n",
+		fmt.Fprintf(ew, "people in view now %d   seen in the window %d   of them unclassified %d   mean time in view %.1fs\n",
 			d.PeopleNow, d.PeopleSeen, d.Unclassified, d.DwellSecondsMean)
 		for _, task := range Tasks() {
 			ts, ok := d.Tasks[task]
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(ew, "%-8s", task)
 			if ts.Reporting == 0 {
-				fmt.Fprint(ew, " withheld (too few people)")
+				fmt.Fprintf(ew, "%-8s withheld (too few people)\n", task)
+				continue
 			}
-			for _, l := range slices.Sorted(maps.Keys(ts.Share)) {
-				fmt.Fprintf(ew, " %s %.1f%%", l, ts.Share[l])
+			withheld := ""
+			if ts.Withheld > 0 {
+				withheld = fmt.Sprintf("  (withheld by %d device(s))", ts.Withheld)
 			}
-			if ts.Reporting > 0 && ts.Withheld > 0 {
-				fmt.Fprintf(ew, "  (withheld by %d device(s))", ts.Withheld)
-			}
-			fmt.Fprintln(ew)
+			fmt.Fprintf(ew, "%-8s people by most likely label: %s%s\n", task, peopleShares(ts.Counts, ts.Share), withheld)
+			fmt.Fprintf(ew, "%-8s mean probability:           %s\n", "", massShares(ts.Share))
 		}
 		tw := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DEVICE\tWINDOW\tEND\tNOW\tSEEN\tFRAMES\tDROPPED\tCORRUPT\tDOWN s\tDETECT p95 ms\tCLASSIFY p95 ms")
+		fmt.Fprintln(tw, "DEVICE\tWINDOW\tENDED\tPEOPLE NOW\tPEOPLE SEEN\tFRAMES\tDROPPED\tCORRUPT\tSOURCE DOWN s\tDETECT p95 ms\tCLASSIFY p95 ms/face")
 		for _, s := range d.Devices {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\n",
 				s.Device, s.Window, s.End.Format(time.TimeOnly), s.PeopleNow, s.PeopleSeen,
@@ -201,6 +200,41 @@ func (b *Board) Render(w io.Writer) error {
 		}
 	}
 	return ew.err
+}
+
+// peopleShares is "female 2 (33%), male 4 (67%)": people counted under their
+// most likely label and their share of the people classified. Labels without
+// people but with probability mass are listed with 0, so that every label
+// shows.
+func peopleShares(counts map[string]int, mass map[string]float64) string {
+	labels := map[string]bool{}
+	total := 0
+	for l, c := range counts {
+		labels[l] = true
+		total += c
+	}
+	for l := range mass {
+		labels[l] = true
+	}
+	var parts []string
+	for _, l := range slices.Sorted(maps.Keys(labels)) {
+		c := counts[l]
+		if total == 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", l, c))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %d (%.0f%%)", l, c, 100*float64(c)/float64(total)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// massShares is "female 31.2%, male 68.8%": the expected share of each label.
+func massShares(share map[string]float64) string {
+	var parts []string
+	for _, l := range slices.Sorted(maps.Keys(share)) {
+		parts = append(parts, fmt.Sprintf("%s %.1f%%", l, share[l]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // errWriter remembers the first write error.

@@ -65,12 +65,14 @@ func TestBoard(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{
 		"== assembly: 2 device(s)",
-		"people now 5   seen 10   unclassified 2   dwell mean 15.0s",
-		"emotion  happy 68.0% sad 32.0%",
-		"age      20-39 100.0%  (withheld by 1 device(s))",
+		"people in view now 5   seen in the window 10   of them unclassified 2   mean time in view 15.0s",
+		"emotion  people by most likely label: happy 4 (80%), sad 1 (20%)\n",
+		"         mean probability:           happy 68.0%, sad 32.0%\n",
+		"age      people by most likely label: 20-39 1 (100%)  (withheld by 1 device(s))\n",
+		"         mean probability:           20-39 100.0%\n",
 		"== packing: 1 device(s)",
-		"emotion  withheld (too few people)",
-		"DEVICE", "cam-1", "cam-2", "cam-9",
+		"emotion  withheld (too few people)\n",
+		"DEVICE", "PEOPLE NOW", "PEOPLE SEEN", "SOURCE DOWN s", "CLASSIFY p95 ms/face", "cam-1", "cam-2", "cam-9",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("render lacks %q:\n%s", want, out)
