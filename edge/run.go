@@ -123,7 +123,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 
 	brokerURL := cfg.MQTTURL
 	if brokerURL == "" {
-		emb, err := mqtt.StartEmbedded(ctx, cfg.EmbeddedAddr, mqtt.WithEmbeddedLogger(log))
+		// Not stopped by ctx: the deferred Close stops it after the publisher has
+		// sent the last window and disconnected, so a normal stop logs no lost connection.
+		emb, err := mqtt.StartEmbedded(context.WithoutCancel(ctx), cfg.EmbeddedAddr, mqtt.WithEmbeddedLogger(log))
 		if err != nil {
 			return fmt.Errorf("embedded broker: %w", err)
 		}
