@@ -14,7 +14,8 @@ DATA ?= ../shared/data
 # c_api_experimental.h; the binary finds libtensorflowlite_c.so through rpath.
 export CGO_ENABLED := 1
 export CGO_CFLAGS := -I$(TFLITE_DIR)/include -I$(CURDIR)/tflite/include
-export CGO_LDFLAGS := -L$(TFLITE_LIB) -Wl,-rpath,$(TFLITE_LIB) -Wl,-rpath,/usr/lib/edge
+# $ORIGIN/../lib/edge: where `make install` puts the library beside the binary.
+export CGO_LDFLAGS := -L$(TFLITE_LIB) -Wl,-rpath,$(TFLITE_LIB) -Wl,-rpath,/usr/lib/edge -Wl,-rpath,$$ORIGIN/../lib/edge
 
 .PHONY: all deps deps-apt deps-go tflite-lib build test test-go test-faults test-py test-smoke demo run bench models model-emotion model-agegender export clean val-camera
 
@@ -48,6 +49,23 @@ deps: deps-apt deps-go tflite-lib
 build: tflite-lib
 	mkdir -p $(BUILD)/bin && go build -o $(BUILD)/bin/edge ./edge
 
+# install puts edge on PATH: the binary in $(PREFIX)/bin, the TFLite library
+# in $(PREFIX)/lib/edge (found through the binary's $ORIGIN rpath) and the
+# models in $(PREFIX)/share/edge/models (edge looks there when EDGE_MODELS_DIR
+# is empty). PREFIX=$$HOME/.local installs for one user without root.
+PREFIX ?= /usr/local
+.PHONY: install uninstall
+install: deps build
+	install -D -m 0755 $(BUILD)/bin/edge $(DESTDIR)$(PREFIX)/bin/edge
+	install -D -m 0644 $(TFLITE_LIB)/libtensorflowlite_c.so $(DESTDIR)$(PREFIX)/lib/edge/libtensorflowlite_c.so
+	install -d $(DESTDIR)$(PREFIX)/share/edge/models
+	install -m 0644 models/*.tflite $(DESTDIR)$(PREFIX)/share/edge/models/
+	@echo "installed: $(PREFIX)/bin/edge (try: edge --help, edge cameras, make demo)"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/edge
+	rm -rf $(DESTDIR)$(PREFIX)/lib/edge $(DESTDIR)$(PREFIX)/share/edge
+
 # test is the one command CI runs: unit and integration tests (real TFLite
 # runtime, real mosquitto and embedded broker, headless Chromium), the Python
 # exporter tests, a smoke training + export, the committed models on val, the
@@ -58,7 +76,13 @@ build: tflite-lib
 SHARED := $(CURDIR)/../shared
 test: deps check-shared check-paths test-go test-py test-smoke test-unit test-v4l2
 
-.PHONY: check-shared check-paths
+# test-first-run checks the README's First run section on a fresh clone, with
+# and without ../shared (tools/first-run.sh; not part of test: it clones and
+# builds twice).
+.PHONY: check-shared check-paths test-first-run
+test-first-run:
+	tools/first-run.sh
+
 check-shared:
 	@if [ -d "$(SHARED)/data" ] && [ -d "$(SHARED)/samples" ]; then echo "check-shared: ../shared found: the checks on its data sets and sample photos run"; \
 	elif [ -n "$$CI" ]; then echo "check-shared: ../shared (data sets, sample photos) is missing beside the checkout; CI needs it" >&2; exit 1; \

@@ -43,7 +43,7 @@ type Config struct {
 	ClassifyMinFace int           `envconfig:"CLASSIFY_MIN_FACE" default:"60" desc:"smallest face side in pixels that is classified; smaller faces are counted as unclassified"`
 	ClassEvery      int           `envconfig:"CLASSIFY_EVERY" default:"5" desc:"classify each tracked face at most every N frames"`
 	Threads         int           `envconfig:"THREADS" default:"1" desc:"TFLite threads per model"`
-	ModelsDir       string        `envconfig:"MODELS_DIR" default:"" desc:"directory holding emotion.tflite, age.tflite, gender.tflite (empty: /usr/share/edge/models, else ./models)"`
+	ModelsDir       string        `envconfig:"MODELS_DIR" default:"" desc:"directory holding emotion.tflite, age.tflite, gender.tflite (empty: /usr/share/edge/models, else share/edge/models beside the binary's bin/, else ./models)"`
 	StateDir        string        `envconfig:"STATE_DIR" default:"" desc:"where stats wait while the broker is down (empty: $STATE_DIRECTORY, else ~/.local/state/edge)"`
 
 	MQTTURL      string        `envconfig:"MQTT_URL" default:"" desc:"broker URL tcp://host:1883 or ssl://host:8883 (empty: start the embedded broker)"`
@@ -243,10 +243,7 @@ func (c *Config) fillDefaults() {
 		c.DeviceID = strings.NewReplacer("+", "-", "#", "-", "/", "-").Replace(h)
 	}
 	if c.ModelsDir == "" {
-		c.ModelsDir = "models"
-		if st, err := os.Stat("/usr/share/edge/models"); err == nil && st.IsDir() {
-			c.ModelsDir = "/usr/share/edge/models"
-		}
+		c.ModelsDir = findModelsDir()
 	}
 	if c.StateDir == "" {
 		if d := os.Getenv("STATE_DIRECTORY"); d != "" {
@@ -258,6 +255,22 @@ func (c *Config) fillDefaults() {
 			c.StateDir = filepath.Join(os.TempDir(), "edge-state")
 		}
 	}
+}
+
+// findModelsDir is the first folder that exists of: the Debian package's
+// /usr/share/edge/models, share/edge/models beside the binary's bin/ (make
+// install), ./models (a checkout).
+func findModelsDir() string {
+	dirs := []string{"/usr/share/edge/models"}
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Join(filepath.Dir(exe), "..", "share", "edge", "models"))
+	}
+	for _, d := range dirs {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			return filepath.Clean(d)
+		}
+	}
+	return "models"
 }
 
 // size parses Size as WxH.

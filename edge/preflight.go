@@ -69,7 +69,7 @@ func checkModels(dir string, tasks []string, dirFromEnv bool) error {
 		if err != nil {
 			abs = dir
 		}
-		where = fmt.Sprintf("EDGE_MODELS_DIR is empty, so edge looked in %s (/usr/share/edge/models when installed, else ./models)", abs)
+		where = fmt.Sprintf("EDGE_MODELS_DIR is empty, so edge looked in %s (/usr/share/edge/models or share/edge/models beside the binary when installed, else ./models)", abs)
 	}
 	return configError{fmt.Errorf("%s: %s not found; set EDGE_MODELS_DIR to the folder holding them "+
 		"(a checkout's models/), or EDGE_TASKS to the tasks you have models for", where, strings.Join(missing, ", "))}
