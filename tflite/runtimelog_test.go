@@ -28,7 +28,8 @@ func TestCaptureStderr(t *testing.T) {
 	var got []string
 	captureStderr(func(l string) { got = append(got, l) }, func() {
 		writeAll(2, "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
-		fmt.Fprintln(os.Stderr, "time=… level=WARN msg=\"another goroutine\"")
+		// (fd 2 itself: go test -json may point os.Stderr elsewhere)
+		writeAll(2, "time=… level=WARN msg=\"another goroutine\"\n")
 		writeAll(2, "ERROR: something the library means\n")
 	})
 	writeAll(2, "after\n")
