@@ -16,6 +16,9 @@ import (
 // the archive through scene rendering, the detector on the whole frame, the
 // framing and the int8 models, and the report.
 func TestCameraEvalEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("renders and classifies about 130 frames")
+	}
 	data := sharedData(t)
 	dir := t.TempDir()
 	for _, c := range []struct{ tasks, data string }{
