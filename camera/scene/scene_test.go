@@ -2,10 +2,20 @@ package scene
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"image"
 	"image/color"
+	"image/png"
+	"io"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/edge-sensor/edge/camera"
 )
 
 // testFace is a synthetic face crop: a vertical and horizontal grating
@@ -367,5 +377,78 @@ func TestOccludersCoverTheirPartOfTheFace(t *testing.T) {
 		if float64(changed) < 0.04*p.Side*p.Side || outside > 0 {
 			t.Errorf("%s: %d pixels changed, %d of them outside rows %.2f-%.2f of the face", c.o, changed, outside, c.y0, c.y1)
 		}
+	}
+}
+
+func TestSourceRendersEachFace(t *testing.T) {
+	dir := t.TempDir()
+	for i, c := range []color.RGBA{{200, 150, 120, 255}, {90, 70, 60, 255}, {160, 120, 100, 255}} {
+		writePNG(t, filepath.Join(dir, "happy", fmt.Sprintf("%d.png", i)), flatFace(64, c))
+	}
+	writePNG(t, filepath.Join(dir, "sad", "tiny.png"), flatFace(4, color.RGBA{1, 2, 3, 255}))
+	open := func() *Source {
+		faces, err := camera.Open(context.Background(), dir, camera.WithFPS(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSource(faces, Condition{Name: "jpeg", JPEG: 70}, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	var frames, corrupt int
+	for {
+		fa, err := a.Next(context.Background())
+		fb, errB := b.Next(context.Background())
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if errors.Is(err, camera.ErrCorrupt) {
+			corrupt++
+			if !errors.Is(errB, camera.ErrCorrupt) {
+				t.Fatalf("the second source did not find %v corrupt: %v", err, errB)
+			}
+			continue
+		}
+		if err != nil || errB != nil {
+			t.Fatal(err, errB)
+		}
+		frames++
+		p := a.Face()
+		if fa.Width != Width || fa.Height != Height || len(fa.Luma) != Width*Height || !strings.HasPrefix(fa.Name, "happy/") {
+			t.Errorf("frame %q %dx%d, luma %d", fa.Name, fa.Width, fa.Height, len(fa.Luma))
+		}
+		if p.Side < DefaultMinSize || p.X < 0 || p.X > Width || p.Y < 0 || p.Y > Height {
+			t.Errorf("%s: face at %+v", fa.Name, p)
+		}
+		if !bytes.Equal(fa.Luma, fb.Luma) || p != b.Face() {
+			t.Errorf("%s: two sources over the same faces differ", fa.Name)
+		}
+	}
+	if frames != 3 || corrupt != 1 {
+		t.Errorf("%d frames and %d corrupt, want 3 and the 4x4 face", frames, corrupt)
+	}
+	if _, err := NewSource(nil, Condition{Roll: 99}, 1); err == nil {
+		t.Error("NewSource accepted an invalid condition")
+	}
+}
+
+func writePNG(t *testing.T, path string, im image.Image) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := png.Encode(f, im); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
