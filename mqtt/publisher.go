@@ -88,7 +88,7 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 		AddBroker(u.String()).
 		SetClientID(cfg.ClientID).
 		// MQTT 3.1.1 only: paho's fallback to 3.1 would retry every refusal
-		// and report the second broker's answer instead of the first.
+		// and report the second attempt's answer instead of the first.
 		SetProtocolVersion(4).
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
