@@ -203,9 +203,9 @@ VAL_CAMERA_LIMIT ?= 300
 VAL_MODELS ?= models
 val-camera: build
 	mkdir -p $(BUILD)/val-camera
-	$(BUILD)/bin/edge eval --camera --task age,gender --models $(VAL_MODELS) --data $(DATA)/utkface/val.tar.gz --limit $(VAL_CAMERA_LIMIT) \
+	set -o pipefail; $(BUILD)/bin/edge eval --camera --task age,gender --models $(VAL_MODELS) --data $(DATA)/utkface/val.tar.gz --limit $(VAL_CAMERA_LIMIT) \
 	  --plot $(BUILD)/val-camera/utkface.png --save $(BUILD)/val-camera/utkface.json | tee $(BUILD)/val-camera/utkface.txt
-	$(BUILD)/bin/edge eval --camera --task emotion --models $(VAL_MODELS) --data $(DATA)/fer2013/val.tar.gz --limit $(VAL_CAMERA_LIMIT) \
+	set -o pipefail; $(BUILD)/bin/edge eval --camera --task emotion --models $(VAL_MODELS) --data $(DATA)/fer2013/val.tar.gz --limit $(VAL_CAMERA_LIMIT) \
 	  --plot $(BUILD)/val-camera/fer2013.png --save $(BUILD)/val-camera/fer2013.json | tee $(BUILD)/val-camera/fer2013.txt
 
 # framing measures where the detector's box falls on each data set's crops
