@@ -52,8 +52,10 @@ func TestCameraEvalEndToEnd(t *testing.T) {
 					}
 				}
 			}
-			// A clean, frontal face of 72-128 px is what the detector is for.
-			if clean := res.Conditions[0]; clean.Faces < 6 {
+			// A clean, frontal face of 72-128 px is what the detector is for:
+			// it found 91% (UTKFace) and 73% (FER2013's tight crops) of 500
+			// (model card); these 8 give 8 and 6. Half is the floor.
+			if clean := res.Conditions[0]; clean.Faces < 4 {
 				t.Errorf("clean scenes: the detector found %d of 8 faces", clean.Faces)
 			}
 			if w, ok := res.Worst[res.Tasks[0]]; !ok || w.Condition == "clean" {
