@@ -117,6 +117,23 @@ SELECT d.device, d.department, d.last_window_at, d.last_received_at, d.windows_l
     WHERE h.device = d.device AND h.hour > now() - interval '24 hours'), 0)::double precision AS source_down_seconds_24h
 FROM edge_devices d;
 `,
+	// 2: breakdown coverage. The roll-ups now sum the long windows of the
+	// devices that published a task (each published cell is 0 or >= k on its
+	// device, so every sum is too) instead of withholding the department-hour
+	// when any device withheld it; coverage says how much of the department
+	// that sum covers: per task {"people": n, "published": d, "withheld": w},
+	// n the people in the summed breakdown, d and w the device long windows
+	// (device-hours) that published and withheld the task. hour_people is the
+	// people the department's long windows saw, classified or not, published
+	// or not. Existing cells are recomputed on the next refresh.
+	`
+ALTER TABLE edge_dept_hourly ADD COLUMN hour_people bigint NOT NULL DEFAULT 0,
+  ADD COLUMN coverage jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE edge_dept_daily ADD COLUMN hour_people bigint NOT NULL DEFAULT 0,
+  ADD COLUMN coverage jsonb NOT NULL DEFAULT '{}';
+INSERT INTO edge_rollup_dirty (department, hour)
+SELECT DISTINCT department, date_trunc('hour', start_at, 'UTC') FROM edge_windows;
+`,
 }
 
 // SchemaVersion is the database schema version this package migrates to.

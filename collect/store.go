@@ -177,7 +177,11 @@ WHERE w.kind = 'window'
 GROUP BY w.device, c.hour, c.department
 ON CONFLICT (device, hour, department) DO UPDATE SET windows = EXCLUDED.windows, people_seen = EXCLUDED.people_seen,
   source_down_seconds = EXCLUDED.source_down_seconds, windows_lost = EXCLUDED.windows_lost`,
-	// Department-hours. $1 is the minimum group size k.
+	// Department-hours. $1 is the minimum group size k. Label counts sum the
+	// long windows of the devices that published the task (a device that
+	// withheld it adds nothing, and coverage says so); each published cell
+	// is 0 or >= k on its device, so the sums are too, and the k check on
+	// them is a defence against devices running a smaller k.
 	`WITH w AS (
   SELECT c.department AS cdept, c.hour AS chour, w.*
   FROM edge_refresh_cells c JOIN edge_windows w
@@ -193,40 +197,64 @@ ON CONFLICT (device, hour, department) DO UPDATE SET windows = EXCLUDED.windows,
       FROM w WHERE kind = 'window' GROUP BY cdept, chour, device, minute) per_device
     GROUP BY cdept, chour, minute) per_minute
   GROUP BY cdept, chour
+), hw AS (
+  SELECT cdept, chour, device, people_seen, counts, withheld FROM w WHERE kind = 'hour'
+), pub AS (
+  SELECT cdept, chour, t.task,
+    count(*) FILTER (WHERE hw.counts -> t.task IS NOT NULL AND NOT t.task = ANY(hw.withheld)) AS published,
+    count(*) FILTER (WHERE t.task = ANY(hw.withheld)) AS withheld
+  FROM hw CROSS JOIN LATERAL unnest(ARRAY['age', 'gender', 'emotion']) AS t(task)
+  GROUP BY cdept, chour, t.task
 ), cells AS (
   SELECT cdept, chour, t.task, e.key AS label, sum(e.value::bigint) AS n
-  FROM w CROSS JOIN LATERAL unnest(ARRAY['age', 'gender', 'emotion']) AS t(task)
-    CROSS JOIN LATERAL jsonb_each_text(w.counts -> t.task) AS e
-  WHERE kind = 'hour' GROUP BY cdept, chour, t.task, e.key
+  FROM hw CROSS JOIN LATERAL unnest(ARRAY['age', 'gender', 'emotion']) AS t(task)
+    CROSS JOIN LATERAL jsonb_each_text(hw.counts -> t.task) AS e
+  WHERE NOT t.task = ANY(hw.withheld)
+  GROUP BY cdept, chour, t.task, e.key
 ), tasks AS (
-  SELECT cdept, chour, task, jsonb_object_agg(label, n) AS counts, bool_or(n BETWEEN 1 AND $1::int - 1) AS small
+  SELECT cdept, chour, task, jsonb_object_agg(label, n) AS counts, sum(n) AS people,
+    bool_or(n BETWEEN 1 AND $1::int - 1) AS small
   FROM cells GROUP BY cdept, chour, task
-), withheld AS (
-  SELECT DISTINCT cdept, chour, t.task FROM w CROSS JOIN LATERAL unnest(w.withheld) AS t(task) WHERE kind = 'hour'
+), cov AS (
+  -- A summed breakdown that fails k (only possible with devices on a
+  -- smaller k) is withheld as a whole: it then covers nobody.
+  SELECT p.cdept, p.chour,
+    COALESCE(jsonb_object_agg(p.task, jsonb_build_object(
+      'people', CASE WHEN t.small THEN 0 ELSE COALESCE(t.people, 0) END,
+      'published', CASE WHEN t.small THEN 0 ELSE p.published END,
+      'withheld', CASE WHEN t.small THEN p.published + p.withheld ELSE p.withheld END))
+      FILTER (WHERE p.published + p.withheld > 0), '{}') AS coverage
+  FROM pub p LEFT JOIN tasks t USING (cdept, chour, task)
+  GROUP BY p.cdept, p.chour
+), hp AS (
+  SELECT cdept, chour, sum(people_seen) AS hour_people FROM hw GROUP BY cdept, chour
 ), labels AS (
-  SELECT t.cdept, t.chour,
-    max(CASE WHEN t.task = 'age' AND NOT t.small AND h.task IS NULL THEN t.counts::text END)::jsonb AS age,
-    max(CASE WHEN t.task = 'gender' AND NOT t.small AND h.task IS NULL THEN t.counts::text END)::jsonb AS gender,
-    max(CASE WHEN t.task = 'emotion' AND NOT t.small AND h.task IS NULL THEN t.counts::text END)::jsonb AS emotion
-  FROM tasks t LEFT JOIN withheld h USING (cdept, chour, task)
-  GROUP BY t.cdept, t.chour
+  SELECT cdept, chour,
+    max(CASE WHEN task = 'age' AND NOT small THEN counts::text END)::jsonb AS age,
+    max(CASE WHEN task = 'gender' AND NOT small THEN counts::text END)::jsonb AS gender,
+    max(CASE WHEN task = 'emotion' AND NOT small THEN counts::text END)::jsonb AS emotion
+  FROM tasks GROUP BY cdept, chour
 )
 INSERT INTO edge_dept_hourly AS d (department, hour, devices, windows, people_seen, people_now_peak,
-  source_down_seconds, windows_lost, age, gender, emotion)
+  source_down_seconds, windows_lost, age, gender, emotion, hour_people, coverage)
 SELECT c.department, c.hour, COALESCE(b.devices, 0), COALESCE(b.windows, 0), COALESCE(b.people_seen, 0),
   COALESCE(p.people_now_peak, 0), COALESCE(b.source_down_seconds, 0), COALESCE(b.windows_lost, 0),
-  l.age, l.gender, l.emotion
+  l.age, l.gender, l.emotion, COALESCE(hp.hour_people, 0), COALESCE(v.coverage, '{}')
 FROM edge_refresh_cells c
   LEFT JOIN base b ON b.cdept = c.department AND b.chour = c.hour
   LEFT JOIN peak p ON p.cdept = c.department AND p.chour = c.hour
   LEFT JOIN labels l ON l.cdept = c.department AND l.chour = c.hour
+  LEFT JOIN hp ON hp.cdept = c.department AND hp.chour = c.hour
+  LEFT JOIN cov v ON v.cdept = c.department AND v.chour = c.hour
 ON CONFLICT (department, hour) DO UPDATE SET devices = EXCLUDED.devices, windows = EXCLUDED.windows,
   people_seen = EXCLUDED.people_seen, people_now_peak = EXCLUDED.people_now_peak,
   source_down_seconds = EXCLUDED.source_down_seconds, windows_lost = EXCLUDED.windows_lost,
-  age = EXCLUDED.age, gender = EXCLUDED.gender, emotion = EXCLUDED.emotion`,
+  age = EXCLUDED.age, gender = EXCLUDED.gender, emotion = EXCLUDED.emotion,
+  hour_people = EXCLUDED.hour_people, coverage = EXCLUDED.coverage`,
 	// Department-days from the department-hours: label counts sum the hours
 	// that have a breakdown (a withheld hour adds nothing, so the day is the
-	// mix over its reported hours), again withheld when a cell is under k.
+	// mix over its reported hours), again withheld when a cell is under k;
+	// coverage sums the hours' (published and withheld count device-hours).
 	`WITH days AS (
   SELECT DISTINCT department, date_trunc('day', hour, 'UTC') AS day FROM edge_refresh_cells
 ), h AS (
@@ -234,7 +262,7 @@ ON CONFLICT (department, hour) DO UPDATE SET devices = EXCLUDED.devices, windows
     ON h.department = d.department AND h.hour >= d.day AND h.hour < d.day + interval '24 hours'
 ), base AS (
   SELECT department, day, sum(windows) AS windows, sum(people_seen) AS people_seen, max(people_now_peak) AS people_now_peak,
-    sum(source_down_seconds) AS source_down_seconds, sum(windows_lost) AS windows_lost
+    sum(source_down_seconds) AS source_down_seconds, sum(windows_lost) AS windows_lost, sum(hour_people) AS hour_people
   FROM h GROUP BY department, day
 ), devs AS (
   SELECT d.department, d.day, count(DISTINCT dh.device) AS devices
@@ -249,6 +277,18 @@ ON CONFLICT (department, hour) DO UPDATE SET devices = EXCLUDED.devices, windows
 ), tasks AS (
   SELECT department, day, task, jsonb_object_agg(label, n) AS counts, bool_or(n BETWEEN 1 AND $1::int - 1) AS small
   FROM cells GROUP BY department, day, task
+), pub AS (
+  SELECT department, day, t.task, sum((t.v ->> 'people')::bigint) AS people,
+    sum((t.v ->> 'published')::bigint) AS published, sum((t.v ->> 'withheld')::bigint) AS withheld
+  FROM h CROSS JOIN LATERAL jsonb_each(h.coverage) AS t(task, v)
+  GROUP BY department, day, t.task
+), cov AS (
+  SELECT p.department, p.day, jsonb_object_agg(p.task, jsonb_build_object(
+      'people', CASE WHEN t.small THEN 0 ELSE p.people END,
+      'published', CASE WHEN t.small THEN 0 ELSE p.published END,
+      'withheld', CASE WHEN t.small THEN p.published + p.withheld ELSE p.withheld END)) AS coverage
+  FROM pub p LEFT JOIN tasks t USING (department, day, task)
+  GROUP BY p.department, p.day
 ), labels AS (
   SELECT department, day,
     max(CASE WHEN task = 'age' AND NOT small THEN counts::text END)::jsonb AS age,
@@ -257,16 +297,18 @@ ON CONFLICT (department, hour) DO UPDATE SET devices = EXCLUDED.devices, windows
   FROM tasks GROUP BY department, day
 )
 INSERT INTO edge_dept_daily (department, day, devices, windows, people_seen, people_now_peak,
-  source_down_seconds, windows_lost, age, gender, emotion)
+  source_down_seconds, windows_lost, age, gender, emotion, hour_people, coverage)
 SELECT b.department, b.day, COALESCE(v.devices, 0), b.windows, b.people_seen, b.people_now_peak,
-  b.source_down_seconds, b.windows_lost, l.age, l.gender, l.emotion
+  b.source_down_seconds, b.windows_lost, l.age, l.gender, l.emotion, b.hour_people, COALESCE(cv.coverage, '{}')
 FROM base b
   LEFT JOIN devs v USING (department, day)
   LEFT JOIN labels l USING (department, day)
+  LEFT JOIN cov cv USING (department, day)
 ON CONFLICT (department, day) DO UPDATE SET devices = EXCLUDED.devices, windows = EXCLUDED.windows,
   people_seen = EXCLUDED.people_seen, people_now_peak = EXCLUDED.people_now_peak,
   source_down_seconds = EXCLUDED.source_down_seconds, windows_lost = EXCLUDED.windows_lost,
-  age = EXCLUDED.age, gender = EXCLUDED.gender, emotion = EXCLUDED.emotion`,
+  age = EXCLUDED.age, gender = EXCLUDED.gender, emotion = EXCLUDED.emotion,
+  hour_people = EXCLUDED.hour_people, coverage = EXCLUDED.coverage`,
 }
 
 // RefreshRollups recomputes the roll-ups of every department-hour that got

@@ -197,16 +197,22 @@ func TestStore(t *testing.T) {
 			}
 			ws = append(ws, a, b)
 		}
-		ws = append(ws,
+		hours := []Window{
 			hourWin("assembly", "cam-1", 0, map[string]int{"20-39": 6, "40-59": 0}, map[string]int{"female": 5, "male": 5}),
 			hourWin("assembly", "cam-2", 0, map[string]int{"20-39": 5, "40-59": 5}, map[string]int{"female": 5, "male": 7}),
-			// Hour 1: cam-2 withholds gender; summed age has a cell of
-			// 2 + 1 = 3 < 5 (only possible with devices running a smaller k).
+			// Hour 1: cam-2 withholds gender, so the department's gender
+			// is cam-1's alone; summed age has a cell of 2 + 1 = 3 < 5
+			// (only possible with devices running a smaller k).
 			hourWin("assembly", "cam-1", 1, map[string]int{"20-39": 9, "60-79": 2}, map[string]int{"female": 6, "male": 5}),
 			hourWin("assembly", "cam-2", 1, map[string]int{"20-39": 5, "60-79": 1}, nil),
 			// Another department, a single device.
 			hourWin("canteen", "cam-9", 0, map[string]int{"20-39": 12}, map[string]int{"female": 6, "male": 6}),
-		)
+		}
+		// People in the long windows, some never classified.
+		for i, n := range []int{12, 13, 11, 8, 12} {
+			hours[i].PeopleSeen = n
+		}
+		ws = append(ws, hours...)
 		if _, err := s.Write(ctx, ws, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -222,13 +228,15 @@ func TestStore(t *testing.T) {
 			PeopleSeen, WindowsLost         int64
 			SourceDown                      float64
 			Age, Gender                     map[string]int
+			HourPeople                      int64
+			Coverage                        map[string]map[string]int
 		}
 		get := func(dept string, h int) hourly {
 			t.Helper()
 			var r hourly
-			err := s.Pool().QueryRow(ctx, `SELECT devices, windows, people_now_peak, people_seen, windows_lost, source_down_seconds, age, gender
+			err := s.Pool().QueryRow(ctx, `SELECT devices, windows, people_now_peak, people_seen, windows_lost, source_down_seconds, age, gender, hour_people, coverage
 FROM edge_dept_hourly WHERE department = $1 AND hour = $2`, dept, t0.Add(time.Duration(h)*time.Hour)).
-				Scan(&r.Devices, &r.Windows, &r.PeopleNowPeak, &r.PeopleSeen, &r.WindowsLost, &r.SourceDown, &r.Age, &r.Gender)
+				Scan(&r.Devices, &r.Windows, &r.PeopleNowPeak, &r.PeopleSeen, &r.WindowsLost, &r.SourceDown, &r.Age, &r.Gender, &r.HourPeople, &r.Coverage)
 			if err != nil {
 				t.Fatalf("%s hour %d: %v", dept, h, err)
 			}
@@ -236,28 +244,41 @@ FROM edge_dept_hourly WHERE department = $1 AND hour = $2`, dept, t0.Add(time.Du
 		}
 		h0 := get("assembly", 0)
 		want0 := hourly{Devices: 2, Windows: 120, PeopleNowPeak: 4, PeopleSeen: 300, WindowsLost: 2, SourceDown: 60,
-			Age: map[string]int{"20-39": 11, "40-59": 5}, Gender: map[string]int{"female": 10, "male": 12}}
+			Age: map[string]int{"20-39": 11, "40-59": 5}, Gender: map[string]int{"female": 10, "male": 12}, HourPeople: 25,
+			Coverage: map[string]map[string]int{"age": {"people": 16, "published": 2, "withheld": 0},
+				"gender": {"people": 22, "published": 2, "withheld": 0}}}
 		if fmt.Sprint(h0) != fmt.Sprint(want0) {
 			t.Errorf("assembly hour 0:\n got %+v\nwant %+v", h0, want0)
 		}
-		h1 := get("assembly", 1)
-		if h1.Age != nil || h1.Gender != nil || h1.Windows != 0 {
-			t.Errorf("assembly hour 1: %+v, want no windows, age withheld (cell 3 < k) and gender withheld (by cam-2)", h1)
+		// Hour 1: gender is cam-1's breakdown, covering its 11 people of
+		// the department's 19, 1 of 2 devices; age fails the k defence and
+		// covers nobody.
+		want1 := hourly{HourPeople: 19, Gender: map[string]int{"female": 6, "male": 5},
+			Coverage: map[string]map[string]int{"age": {"people": 0, "published": 0, "withheld": 2},
+				"gender": {"people": 11, "published": 1, "withheld": 1}}}
+		if h1 := get("assembly", 1); fmt.Sprint(h1) != fmt.Sprint(want1) {
+			t.Errorf("assembly hour 1:\n got %+v\nwant %+v", h1, want1)
 		}
 		if c := get("canteen", 0); c.Age["20-39"] != 12 || c.Gender["male"] != 6 {
 			t.Errorf("canteen hour 0: %+v", c)
 		}
 
 		var day hourly
-		err = s.Pool().QueryRow(ctx, `SELECT devices, windows, people_now_peak, people_seen, windows_lost, source_down_seconds, age, gender
+		err = s.Pool().QueryRow(ctx, `SELECT devices, windows, people_now_peak, people_seen, windows_lost, source_down_seconds, age, gender, hour_people, coverage
 FROM edge_dept_daily WHERE department = 'assembly' AND day = $1`, t0.Truncate(24*time.Hour)).
-			Scan(&day.Devices, &day.Windows, &day.PeopleNowPeak, &day.PeopleSeen, &day.WindowsLost, &day.SourceDown, &day.Age, &day.Gender)
+			Scan(&day.Devices, &day.Windows, &day.PeopleNowPeak, &day.PeopleSeen, &day.WindowsLost, &day.SourceDown, &day.Age, &day.Gender, &day.HourPeople, &day.Coverage)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The day sums the hours that have a breakdown: hour 1 adds nothing.
-		if fmt.Sprint(day) != fmt.Sprint(want0) {
-			t.Errorf("assembly day:\n got %+v\nwant %+v", day, want0)
+		// The day sums the hours that have a breakdown (age: hour 0 only)
+		// and their coverage, in device-hours.
+		wantDay := want0
+		wantDay.Gender = map[string]int{"female": 16, "male": 17}
+		wantDay.HourPeople = 44
+		wantDay.Coverage = map[string]map[string]int{"age": {"people": 16, "published": 2, "withheld": 2},
+			"gender": {"people": 33, "published": 3, "withheld": 1}}
+		if fmt.Sprint(day) != fmt.Sprint(wantDay) {
+			t.Errorf("assembly day:\n got %+v\nwant %+v", day, wantDay)
 		}
 
 		var lost int64
@@ -294,8 +315,8 @@ FROM edge_dept_daily WHERE department = 'assembly' AND day = $1`, t0.Truncate(24
 		if n, err := s.RefreshRollups(ctx, 11); err != nil || n != 3 {
 			t.Fatalf("refresh with k=11: %d, %v, want all 3 cells", n, err)
 		}
-		if h := get("assembly", 0); h.Age != nil || h.Gender != nil {
-			t.Errorf("k=11: age %v gender %v, want both withheld (cells of 5 and 10 < 11)", h.Age, h.Gender)
+		if h := get("assembly", 0); h.Age != nil || h.Gender != nil || h.Coverage["gender"]["withheld"] != 2 || h.Coverage["gender"]["people"] != 0 {
+			t.Errorf("k=11: age %v gender %v coverage %v, want both withheld (cells of 5 and 10 < 11), covering nobody", h.Age, h.Gender, h.Coverage)
 		}
 		if c := get("canteen", 0); c.Age["20-39"] != 12 || c.Gender != nil {
 			t.Errorf("canteen with k=11: age %v (want 12) gender %v (want withheld: 6 < 11)", c.Age, c.Gender)
