@@ -60,7 +60,19 @@ func TestBrowserRealData(t *testing.T) {
 FROM edge_dept_hourly WHERE hour >= $1 AND hour < $2`, start, end, now).Scan(&hours, &withheld); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("stored %d windows; %d department-hours, %d age or gender breakdowns withheld", len(windows), hours, withheld)
+	// Coverage over the complete cells: the people in the age and gender
+	// breakdowns, of those the long windows saw (once per task).
+	var covered, seen int
+	if err := store.Pool().QueryRow(ctx, `SELECT
+  COALESCE(sum((coverage->'age'->>'people')::int) FILTER (WHERE NOT (age IS NULL AND hour + interval '75 minutes' > $3)), 0) +
+  COALESCE(sum((coverage->'gender'->>'people')::int) FILTER (WHERE NOT (gender IS NULL AND hour + interval '75 minutes' > $3)), 0),
+  COALESCE(sum(hour_people) FILTER (WHERE NOT (age IS NULL AND hour + interval '75 minutes' > $3)), 0) +
+  COALESCE(sum(hour_people) FILTER (WHERE NOT (gender IS NULL AND hour + interval '75 minutes' > $3)), 0)
+FROM edge_dept_hourly WHERE hour >= $1 AND hour < $2`, start, end, now).Scan(&covered, &seen); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stored %d windows; %d department-hours, %d age or gender breakdowns withheld; breakdowns cover %d of %d people",
+		len(windows), hours, withheld, covered, seen)
 
 	rules := localhttp.Rules{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -92,6 +104,9 @@ FROM edge_dept_hourly WHERE hour >= $1 AND hour < $2`, start, end, now).Scan(&ho
 	if st.Cells != hours || st.Withheld != withheld || st.Departments != 3 {
 		t.Errorf("page shows %d cells of %d departments, %d withheld; the database has %d department-hours of 3, %d withheld",
 			st.Cells, st.Departments, st.Withheld, hours, withheld)
+	}
+	if st.Covered != covered || st.Seen != seen || covered == 0 || covered >= seen {
+		t.Errorf("page: breakdowns cover %d of %d people; the database: %d of %d (want some but not all)", st.Covered, st.Seen, covered, seen)
 	}
 	// Two headcount charts and age and gender for each department.
 	if st.Charts != 2+3*2 || st.Canvases != st.Charts {
@@ -125,6 +140,7 @@ type pageState struct {
 	State, Status, Step                  string
 	Cells, Departments, Withheld, Charts int
 	Canvases, Devices, Stale, Reported   int
+	Covered, Seen                        int
 }
 
 const probe = `JSON.stringify({
@@ -139,7 +155,9 @@ const probe = `JSON.stringify({
 	Canvases: document.querySelectorAll("canvas").length,
 	Devices: document.querySelectorAll("#devices tbody tr[data-device]").length,
 	Stale: document.querySelectorAll("#devices tbody tr.stale").length,
-	Reported: [...document.querySelectorAll(".task")].reduce((n, e) => n + +e.dataset.reported, 0)})`
+	Reported: [...document.querySelectorAll(".task")].reduce((n, e) => n + +e.dataset.reported, 0),
+	Covered: [...document.querySelectorAll(".task")].reduce((n, e) => n + +e.dataset.covered, 0),
+	Seen: [...document.querySelectorAll(".task")].reduce((n, e) => n + +e.dataset.seen, 0)})`
 
 // show navigates to url and waits until the page has drawn its data.
 func show(ctx context.Context, t *testing.T, b *browsertest.Browser, session, url string) pageState {

@@ -57,6 +57,24 @@ type Cell struct {
 	Age     map[string]int64 `json:"age"`
 	Gender  map[string]int64 `json:"gender"`
 	Emotion map[string]int64 `json:"emotion"`
+	// HourPeople is the people the devices' long windows saw, classified or
+	// not: the "of" of a breakdown's coverage.
+	HourPeople int64 `json:"hour_people"`
+	// Coverage says, per task with a long window that published or withheld
+	// it, whom the breakdown covers: a department's breakdown sums only the
+	// devices that published the task.
+	Coverage map[string]Coverage `json:"coverage"`
+}
+
+// Coverage is how much of a department a breakdown covers
+// ("age mix of 62 of 80 people, 3 of 4 cameras").
+type Coverage struct {
+	// People is the number of people in the breakdown (its counts' sum).
+	People int64 `json:"people"`
+	// Published and Withheld count the devices' long windows (device-hours)
+	// that published and withheld the task.
+	Published int `json:"published"`
+	Withheld  int `json:"withheld"`
 }
 
 // Device is one device's health (edge_device_health).

@@ -77,7 +77,8 @@ func TestPageAndAssets(t *testing.T) {
 func TestCells(t *testing.T) {
 	src := &fakeSource{cells: []Cell{
 		{Department: "assembly", Start: t0, Devices: 2, Windows: 120, PeopleSeen: 410, PeopleNowPeak: 9,
-			Age: map[string]int64{"20-39": 12, "40-59": 7}, Gender: map[string]int64{"female": 8, "male": 11}},
+			Age: map[string]int64{"20-39": 12, "40-59": 7}, Gender: map[string]int64{"female": 8, "male": 11}, HourPeople: 25,
+			Coverage: map[string]Coverage{"age": {People: 19, Published: 2}, "gender": {People: 19, Published: 1, Withheld: 1}}},
 		{Department: "packing", Start: t0, Devices: 1, Windows: 60, PeopleSeen: 14, PeopleNowPeak: 2}, // withheld: nil maps
 	}}
 	h := New(src, WithClock(func() time.Time { return t0.Add(90 * time.Minute) }))
@@ -105,6 +106,11 @@ func TestCells(t *testing.T) {
 	}
 	if string(got.Cells[0]["gender"]) != `{"female":8,"male":11}` {
 		t.Errorf("gender %s", got.Cells[0]["gender"])
+	}
+	// Coverage travels with the breakdown: whom it covers, of how many.
+	if c := string(got.Cells[0]["coverage"]); c != `{"age":{"people":19,"published":2,"withheld":0},"gender":{"people":19,"published":1,"withheld":1}}` ||
+		string(got.Cells[0]["hour_people"]) != "25" {
+		t.Errorf("coverage %s of %s people", c, got.Cells[0]["hour_people"])
 	}
 
 	src.cells = nil

@@ -19,9 +19,9 @@ func NewPostgres(pool *pgxpool.Pool) *Postgres { return &Postgres{pool: pool} }
 // Both roll-up tables have the same columns but the cell's start; the
 // table and column names are constants, never input.
 var cellQueries = map[Step]string{
-	Hour: `SELECT department, hour, devices, windows, people_seen, people_now_peak, source_down_seconds, windows_lost, age, gender, emotion
+	Hour: `SELECT department, hour, devices, windows, people_seen, people_now_peak, source_down_seconds, windows_lost, age, gender, emotion, hour_people, coverage
 FROM edge_dept_hourly WHERE hour >= $1 AND hour < $2 ORDER BY department, hour`,
-	Day: `SELECT department, day, devices, windows, people_seen, people_now_peak, source_down_seconds, windows_lost, age, gender, emotion
+	Day: `SELECT department, day, devices, windows, people_seen, people_now_peak, source_down_seconds, windows_lost, age, gender, emotion, hour_people, coverage
 FROM edge_dept_daily WHERE day >= $1 AND day < $2 ORDER BY department, day`,
 }
 
@@ -38,7 +38,7 @@ func (p *Postgres) Cells(ctx context.Context, step Step, from, to time.Time) ([]
 	var out []Cell
 	var c Cell
 	_, err = pgx.ForEachRow(rows, []any{&c.Department, &c.Start, &c.Devices, &c.Windows, &c.PeopleSeen, &c.PeopleNowPeak,
-		&c.SourceDownSeconds, &c.WindowsLost, &c.Age, &c.Gender, &c.Emotion}, func() error {
+		&c.SourceDownSeconds, &c.WindowsLost, &c.Age, &c.Gender, &c.Emotion, &c.HourPeople, &c.Coverage}, func() error {
 		c.Start = c.Start.UTC()
 		out = append(out, c)
 		c = Cell{} // the maps are scanned fresh for each row

@@ -212,12 +212,20 @@ function mixes(xs, depts, byDept, size, now) {
       const labels = LABELS[task], colors = COLORS[task];
       const totals = labels.map(() => 0);
       let reported = 0, withheld = 0, incomplete = 0;
+      // Coverage: a department's breakdown sums only the devices that
+      // published the task, so it covers `covered` of the `seen` people of
+      // the complete cells, from `pub` of `pub + unpub` device-hours.
+      let covered = 0, seen = 0, pub = 0, unpub = 0;
       const cum = labels.map(() => new Array(xs.length).fill(null));
       const held = new Array(xs.length).fill(null);
+      const notes = new Array(xs.length).fill("");
       cells.forEach((c, i) => {
         if (!c) return; // no data at all in this cell
         const counts = c[task];
         if (!counts && xs[i] + size + PENDING > now) { incomplete++; return; }
+        const cov = (c.coverage && c.coverage[task]) || { people: 0, published: 0, withheld: 0 };
+        covered += cov.people; seen += c.hour_people || 0; pub += cov.published; unpub += cov.withheld;
+        notes[i] = coverageText(cov, c.hour_people || 0, size === HOUR ? "camera" : "camera-hour");
         if (!counts) { held[i] = 100; withheld++; return; }
         const n = labels.reduce((s, l) => s + (counts[l] || 0), 0);
         if (n === 0) return;
@@ -232,8 +240,10 @@ function mixes(xs, depts, byDept, size, now) {
       el.dataset.reported = String(reported);
       el.dataset.withheld = String(withheld);
       el.dataset.incomplete = String(incomplete);
+      el.dataset.covered = String(covered);
+      el.dataset.seen = String(seen);
       const all = totals.reduce((a, b) => a + b, 0);
-      el.innerHTML = `<div class="chart-title"></div><div class="legend"></div><div class="plot"></div><div class="summary"></div>`;
+      el.innerHTML = `<div class="chart-title"></div><div class="legend"></div><div class="plot"></div><div class="hover"></div><div class="summary"></div>`;
       const legend = el.querySelector(".legend");
       labels.forEach((l, k) => {
         const s = document.createElement("span");
@@ -246,12 +256,16 @@ function mixes(xs, depts, byDept, size, now) {
       w.className = "withheld";
       w.textContent = "withheld";
       legend.appendChild(w);
-      el.querySelector(".chart-title").textContent = task + " (share of the people classified in each " + (size === HOUR ? "hour" : "day") + ")";
+      const cv = document.createElement("span");
+      cv.className = "coverage";
+      cv.textContent = coverageText({ people: covered, published: pub, withheld: unpub }, seen, "camera-hour");
+      legend.appendChild(cv);
+      el.querySelector(".chart-title").textContent = task + " (share of the people in each " + (size === HOUR ? "hour" : "day") + "'s breakdown, summed over the cameras that published it)";
       el.querySelector(".summary").innerHTML = `${reported} ${size === HOUR ? "hour" : "day"}(s) with a breakdown` +
         (all ? ` (${all} people)` : "") + `, <span class="w">${withheld} withheld</span>` +
         (incomplete ? `, ${incomplete} not complete yet` : "");
       box.querySelector(".tasks").appendChild(el);
-      const plot = el.querySelector(".plot");
+      const plot = el.querySelector(".plot"), hover = el.querySelector(".hover");
       const bars = uPlot.paths.bars({ size: [0.9, 40], align: 1 });
       // Drawn top share first: each later (lower) series paints over the
       // bottom of the one before, which stacks them.
@@ -264,7 +278,12 @@ function mixes(xs, depts, byDept, size, now) {
       pending.push({ plot, data, opts: {
         height: 130, tzDate: utc, series,
         legend: { show: false },
-        cursor: { show: false },
+        // The cursor only names the hovered cell's coverage.
+        cursor: { x: true, y: false, points: { show: false }, drag: { x: false, y: false } },
+        hooks: { setCursor: [(u) => {
+          const i = u.cursor.idx;
+          hover.textContent = i == null || !notes[i] ? "" : fmtCell(xs[i], size) + ": " + notes[i];
+        }] },
         scales: { x: { time: true, range: [xs[0], xs[xs.length - 1] + size] }, y: { range: [0, 100] } },
         axes: [timeAxis(), { size: 52, values: (u, v) => v.map((x) => x + "%"), splits: () => [0, 50, 100] }],
       } });
@@ -272,6 +291,18 @@ function mixes(xs, depts, byDept, size, now) {
   }
   for (const p of pending) charts.push(new uPlot({ ...p.opts, width: width(p.plot) }, p.data, p.plot));
   return withheldTotal;
+}
+
+// coverageText says whom a breakdown covers: "covers 62 of 80 people (3 of
+// 4 cameras)"; over more than an hour it counts camera-hours (one long
+// window each).
+function coverageText(cov, seen, unit) {
+  const cams = cov.published + cov.withheld;
+  return `covers ${cov.people} of ${seen} people (${cov.published} of ${cams} ${unit}${cams === 1 ? "" : "s"})`;
+}
+
+function fmtCell(x, size) {
+  return size === HOUR ? fmtDay(utc(x)) + " " + fmtTime(utc(x)) : fmtDay(utc(x));
 }
 
 function ago(sec) {
