@@ -87,6 +87,46 @@ func TestStore(t *testing.T) {
 		}
 	})
 
+	t.Run("migration 2 recomputes the roll-ups of a version 1 database", func(t *testing.T) {
+		s, url := openStore(t, pg)
+		ws := []Window{win("assembly", "cam-1", 0, 1, 2),
+			hourWin("assembly", "cam-1", 0, nil, map[string]int{"female": 5, "male": 6}),
+			hourWin("assembly", "cam-2", 0, nil, nil)}
+		ws[1].PeopleSeen, ws[2].PeopleSeen = 13, 4
+		if _, err := s.Write(ctx, ws, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RefreshRollups(ctx, 5); err != nil {
+			t.Fatal(err)
+		}
+		// Back to version 1: its roll-ups had no coverage, and cam-2's
+		// withheld gender withheld the department's.
+		if _, err := s.Pool().Exec(ctx, `UPDATE edge_dept_hourly SET gender = NULL;
+ALTER TABLE edge_dept_hourly DROP COLUMN hour_people, DROP COLUMN coverage;
+ALTER TABLE edge_dept_daily DROP COLUMN hour_people, DROP COLUMN coverage;
+DELETE FROM edge_schema_migrations WHERE version = 2`); err != nil {
+			t.Fatal(err)
+		}
+		s2, err := Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s2.Close()
+		if n, err := s2.RefreshRollups(ctx, 5); err != nil || n != 1 {
+			t.Fatalf("refresh after migrating: %d cells, %v; want the 1 existing cell", n, err)
+		}
+		var gender map[string]int
+		var people int
+		var cov map[string]map[string]int
+		if err := s2.Pool().QueryRow(ctx, "SELECT gender, hour_people, coverage FROM edge_dept_hourly").Scan(&gender, &people, &cov); err != nil {
+			t.Fatal(err)
+		}
+		want := `map[female:5 male:6] 17 map[age:map[people:0 published:0 withheld:2] gender:map[people:11 published:1 withheld:1]]`
+		if got := fmt.Sprint(gender, " ", people, " ", cov); got != want {
+			t.Errorf("after migration 2:\n got %s\nwant %s", got, want)
+		}
+	})
+
 	t.Run("bad URL does not echo the password", func(t *testing.T) {
 		_, err := Open(ctx, "postgres://edge:s3cret@[::1")
 		if err == nil || strings.Contains(err.Error(), "s3cret") {

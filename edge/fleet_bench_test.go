@@ -410,7 +410,7 @@ func liveRun(t *testing.T, ctx context.Context, pub *collect.SimPublisher, db *p
 // breakdownShare writes a simulated day of 100 devices in 10 departments
 // at the default traffic straight into the store and reports which share
 // of department-hours (and of devices' short windows) carries each
-// breakdown under k = 5.
+// breakdown under k = 5, and whom the department-hours' breakdowns cover.
 func breakdownShare(t *testing.T, pg *pgtest.Server) map[string]any {
 	t.Helper()
 	ctx := context.Background()
@@ -461,6 +461,11 @@ func breakdownShare(t *testing.T, pg *pgtest.Server) map[string]any {
 		share("department_hours_08_17_"+task, "SELECT count("+task+"), count(*) FROM edge_dept_hourly WHERE "+workHours)
 		share("device_hours_"+task, "SELECT count(*) FILTER (WHERE counts ? '"+task+"'), count(*) FROM edge_windows WHERE kind = 'hour'")
 		share("device_hours_08_17_"+task, "SELECT count(*) FILTER (WHERE counts ? '"+task+"'), count(*) FROM edge_windows WHERE kind = 'hour' AND extract(hour FROM start_at AT TIME ZONE 'UTC') BETWEEN 8 AND 16")
+		// Whom the department-hours' breakdowns cover: people in the summed
+		// breakdowns (the devices that published the task) of all the people
+		// the department's long windows saw.
+		share("department_people_covered_08_17_"+task, "SELECT COALESCE(sum((coverage->'"+task+"'->>'people')::bigint), 0), COALESCE(sum(hour_people), 0) FROM edge_dept_hourly WHERE "+workHours)
+		share("department_device_hours_published_08_17_"+task, "SELECT COALESCE(sum((coverage->'"+task+"'->>'published')::bigint), 0), COALESCE(sum((coverage->'"+task+"'->>'published')::bigint + (coverage->'"+task+"'->>'withheld')::bigint), 0) FROM edge_dept_hourly WHERE "+workHours)
 		share("short_windows_08_17_"+task, "SELECT count(*) FILTER (WHERE counts ? '"+task+"'), count(*) FROM edge_windows WHERE kind = 'window' AND people_seen > 0 AND extract(hour FROM start_at AT TIME ZONE 'UTC') BETWEEN 8 AND 16")
 	}
 	t.Logf("breakdown share of department-hours (100 devices, 10 departments, one day, k=5): %+v", res)

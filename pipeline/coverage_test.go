@@ -23,7 +23,8 @@ import (
 // often the history gets an age or gender breakdown under the minimum-group
 // rule (k = 5, edge's default) with 60-second windows alone, with the hourly
 // long window, and with the hourly windows of three cameras summed the way
-// the collector's roll-ups do. The windows come from the real Aggregator and
+// the collector's roll-ups do (the cameras that published the task; how many
+// of the department's classified people that sum covers is measured too). The windows come from the real Aggregator and
 // LongWindow; only the people are simulated:
 //
 //   - arrivals per department are a Poisson process whose rate follows the
@@ -61,8 +62,8 @@ func TestBreakdownCoverage(t *testing.T) {
 		}
 	}
 	var out strings.Builder
-	fmt.Fprintf(&out, "| people/hour | label mix | task | 60 s windows: hours with a breakdown | 60 s windows: people in a published one | hourly window, 1 camera | hourly windows, %d cameras summed |\n", cameras)
-	fmt.Fprintf(&out, "|---:|---|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&out, "| people/hour | label mix | task | 60 s windows: hours with a breakdown | 60 s windows: people in a published one | hourly window, 1 camera | hourly windows, %d cameras summed | %d cameras summed: people in it |\n", cameras, cameras)
+	fmt.Fprintf(&out, "|---:|---|---|---:|---:|---:|---:|---:|\n")
 	results := map[string]map[string]coverage{}
 	for i, r := range rows {
 		rng := rand.New(rand.NewPCG(18, uint64(i)))
@@ -70,11 +71,24 @@ func TestBreakdownCoverage(t *testing.T) {
 		results[fmt.Sprint(r.perHour, r.mix)] = cov
 		for _, task := range []string{mqtt.TaskAge, mqtt.TaskGender} {
 			c := cov[task]
-			fmt.Fprintf(&out, "| %.0f | %s | %s | %s | %s | %s | %s |\n", r.perHour, r.mix, task,
-				pct(c.shortHours, c.hours), pct(c.shortPeople, c.people), pct(c.hourly, c.hours), pct(c.summed, c.hours))
+			fmt.Fprintf(&out, "| %.0f | %s | %s | %s | %s | %s | %s | %s |\n", r.perHour, r.mix, task,
+				pct(c.shortHours, c.hours), pct(c.shortPeople, c.people), pct(c.hourly, c.hours), pct(c.summed, c.hours),
+				pct(c.summedPeople, c.camPeople))
+			t.Logf("%.0f people/hour, %s, %s: %d cameras summed under the former rule (withheld when any camera withheld): %s of hours",
+				r.perHour, r.mix, task, cameras, pct(c.summedStrict, c.hours))
 		}
 	}
 	t.Logf("%d days, k = %d, department-hours from 06:00 to 22:00 with someone classified counted:\n%s", days, k, out.String())
+
+	// Summing the cameras that published can only add department-hours
+	// over withholding the sum when any camera withheld.
+	for key, cov := range results {
+		for task, c := range cov {
+			if c.summed < c.summedStrict || c.summedPeople > c.camPeople {
+				t.Errorf("%s, %s: summed in %d hours covering %d of %d people, former rule %d hours", key, task, c.summed, c.summedPeople, c.camPeople, c.summedStrict)
+			}
+		}
+	}
 
 	// What the design rests on, at typical traffic: the hourly window gives
 	// gender breakdowns in more department-hours than the 60 s windows do.
@@ -94,6 +108,11 @@ func TestBreakdownCoverage(t *testing.T) {
 type coverage struct {
 	hours, shortHours, hourly, summed int
 	people, shortPeople               int
+	// summedStrict counts the hours the former roll-up rule (withheld when
+	// any camera withheld) gave a breakdown; summedPeople are the
+	// classified people in the summed breakdowns, camPeople those in the
+	// cameras' hour windows.
+	summedStrict, summedPeople, camPeople int
 }
 
 func pct(n, of int) string {
@@ -243,6 +262,7 @@ func simulateCoverage(t *testing.T, rng *rand.Rand, mix labelMix, perHour float6
 		hourly      map[string]bool    // the one camera's hour window published it
 		camCounts   []map[string][]int // per camera: published counts, nil if not
 		camWithheld []map[string]bool  // per camera: withheld
+		camPeople   int                // classified people in the cameras' hour windows
 	}
 	cells := make([]hourCell, hours)
 	for h := range cells {
@@ -283,6 +303,9 @@ func simulateCoverage(t *testing.T, rng *rand.Rand, mix labelMix, perHour float6
 				continue
 			}
 			h := int(ls.Start.Sub(start) / time.Hour)
+			if c < cameras {
+				cells[h].camPeople += ls.PeopleSeen - ls.Unclassified
+			}
 			for ti, task := range []string{mqtt.TaskAge, mqtt.TaskGender} {
 				b := ls.Breakdown(task)
 				if c == cameras {
@@ -322,8 +345,13 @@ func simulateCoverage(t *testing.T, rng *rand.Rand, mix labelMix, perHour float6
 			if cell.hourly[task] {
 				cv.hourly++
 			}
-			if summedBreakdown(cell.camCounts, cell.camWithheld, task, k) {
+			cv.camPeople += cell.camPeople
+			if n, ok := summedBreakdown(cell.camCounts, cell.camWithheld, task, k, false); ok {
 				cv.summed++
+				cv.summedPeople += n
+			}
+			if _, ok := summedBreakdown(cell.camCounts, cell.camWithheld, task, k, true); ok {
+				cv.summedStrict++
 			}
 		}
 		out[task] = cv
@@ -332,14 +360,16 @@ func simulateCoverage(t *testing.T, rng *rand.Rand, mix labelMix, perHour float6
 }
 
 // summedBreakdown applies the roll-up rule (collect's edge_dept_hourly) to
-// the cameras' hour windows: the department's breakdown is withheld when any
-// camera withheld the task, or when a summed label count is 1 to k-1; it
-// exists when some camera published counts.
-func summedBreakdown(counts []map[string][]int, withheld []map[string]bool, task string, k int) bool {
+// the cameras' hour windows: the department's breakdown sums the cameras
+// that published the task and is withheld when a summed label count is 1 to
+// k-1; it exists when some camera published counts. It returns the people in
+// it. strict applies the former rule instead: withheld when any camera
+// withheld the task.
+func summedBreakdown(counts []map[string][]int, withheld []map[string]bool, task string, k int, strict bool) (int, bool) {
 	var sum []int
 	for c := range counts {
-		if withheld[c] != nil && withheld[c][task] {
-			return false
+		if strict && withheld[c] != nil && withheld[c][task] {
+			return 0, false
 		}
 		if counts[c] == nil || counts[c][task] == nil {
 			continue
@@ -352,14 +382,16 @@ func summedBreakdown(counts []map[string][]int, withheld []map[string]bool, task
 		}
 	}
 	if sum == nil {
-		return false
+		return 0, false
 	}
+	people := 0
 	for _, n := range sum {
 		if n > 0 && n < k {
-			return false
+			return 0, false
 		}
+		people += n
 	}
-	return true
+	return people, true
 }
 
 // poissonDraw draws from a Poisson distribution of mean lambda (Knuth's
