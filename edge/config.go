@@ -44,6 +44,7 @@ type Config struct {
 	ClassEvery      int           `envconfig:"CLASSIFY_EVERY" default:"5" desc:"classify each tracked face at most every N frames"`
 	Threads         int           `envconfig:"THREADS" default:"1" desc:"TFLite threads per model"`
 	ModelsDir       string        `envconfig:"MODELS_DIR" default:"" desc:"directory holding emotion.tflite, age.tflite, gender.tflite (empty: /usr/share/edge/models, else share/edge/models beside the binary's bin/, else ./models)"`
+	RequireDigest   bool          `envconfig:"REQUIRE_MODEL_DIGEST" default:"false" desc:"refuse models without a sha256 digest in their metadata (exported before digests); a digest that is there is always checked"`
 	StateDir        string        `envconfig:"STATE_DIR" default:"" desc:"where stats wait while the broker is down (empty: $STATE_DIRECTORY, else ~/.local/state/edge)"`
 
 	MQTTURL      string        `envconfig:"MQTT_URL" default:"" desc:"broker URL tcp://host:1883 or ssl://host:8883 (empty: start the embedded broker)"`

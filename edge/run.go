@@ -83,7 +83,8 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// loadModels loads the model of each task from dir.
+// loadModels loads the model of each task from dir, each checked against
+// the digest in its metadata (tflite.ErrDigest when the file changed).
 func loadModels(dir string, tasks []string, threads int, opts ...tflite.Option) ([]pipeline.Classifier, func(), error) {
 	var models []*tflite.Model
 	closeAll := func() {
@@ -107,11 +108,17 @@ func loadModels(dir string, tasks []string, threads int, opts ...tflite.Option) 
 func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
 	started := time.Now()
 	notifier := service.New(service.WithLogger(log))
-	models, closeModels, err := loadModels(cfg.ModelsDir, cfg.Tasks, cfg.Threads, tfliteLog(log))
+	models, closeModels, err := loadModels(cfg.ModelsDir, cfg.Tasks, cfg.Threads, tfliteLog(log), tflite.WithRequireDigest(cfg.RequireDigest))
 	if err != nil {
 		return err
 	}
 	defer closeModels()
+	for i, m := range models {
+		if m.Meta().SHA256 == "" {
+			log.Warn("model has no sha256 digest: a damaged file would not be noticed (add one with models/stamp.py; EDGE_REQUIRE_MODEL_DIGEST=true refuses such models)",
+				"task", cfg.Tasks[i], "dir", cfg.ModelsDir)
+		}
+	}
 
 	w, h, _ := cfg.size()
 	src, err := camera.Open(ctx, cfg.Source, camera.WithSize(w, h), camera.WithFPS(cfg.FPS),

@@ -240,6 +240,8 @@ class ExportTest(unittest.TestCase):
 
     def test_metadata(self) -> None:
         meta = json.loads(self.m.info["metadata"]["edge"].decode("utf-8"))
+        self.assertRegex(meta.pop("sha256"), "^[0-9a-f]{64}$")
+        self.assertEqual(E.verify_digest(Path(self.m.path).read_bytes()), "ok")
         want = {"schema": 1, "task": "test", "labels": LABELS,
                 "input": {"width": SIZE, "height": SIZE, "channels": 1, "color": "gray"},
                 "framing": self.m.framing, "flip_average": False,
@@ -250,8 +252,30 @@ class ExportTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             p = Path(d) / "m.tflite"
             E.rewrite_metadata(self.m.graph, p, "test", meta2)
-            self.assertEqual(E.read_model(p)["metadata"]["edge"], meta2)
+            self.assertEqual(E.without_digest(E.read_model(p)["metadata"]["edge"]), E.without_digest(meta2))
+            self.assertEqual(E.verify_digest(p.read_bytes()), "ok")
             np.testing.assert_array_equal(E.run_tflite(p, self.m.x[:50]), self.m.q[:50])
+
+    def test_restamp(self) -> None:
+        # A file written before digests (metadata without "sha256") gets one from stamp.py,
+        # with its buffers and numerics unchanged; a changed byte then fails the check.
+        import stamp
+        old_meta = json.dumps(E.without_digest(self.m.info["metadata"]["edge"]), separators=(",", ":")).encode()
+        old = E.serialize(self.m.graph, [0], [len(self.m.graph.tensors) - 1], "edge test classifier", old_meta)
+        self.assertEqual(stamp.verify(old), "none")
+        new = stamp.restamp(old)
+        self.assertEqual(stamp.verify(new), "ok")
+        changed = [i for i in range(len(old)) if old[i] != new[i]]
+        self.assertLessEqual(len(changed), 4, "only the metadata buffer's data offset may change")
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "m.tflite"
+            p.write_bytes(new)
+            np.testing.assert_array_equal(E.run_tflite(p, self.m.x[:50]), self.m.q[:50])
+            self.assertEqual(E.without_digest(E.read_model(p)["metadata"]["edge"]), json.loads(old_meta))
+        for at in (100, len(old) // 2, len(new) - 10):
+            bad = bytearray(new)
+            bad[at] ^= 1
+            self.assertNotEqual(stamp.verify(bytes(bad)), "ok", f"byte {at} changed unnoticed")
 
     def test_pool_requantization(self) -> None:
         """The pooling ops' int8 outputs, read from truncated copies of the graph, equal the

@@ -39,6 +39,9 @@ type Info struct {
 	MACsComplete bool  `json:"macs_complete"`
 	// Meta is the "edge" metadata, nil when absent or not JSON.
 	Meta *Meta `json:"meta,omitempty"`
+	// Digest is what checking the metadata's sha256 against the file found:
+	// "ok", "none" (exported before digests) or why it does not match.
+	Digest string `json:"digest,omitempty"`
 	// Problem says why Load would reject the file; empty when the file
 	// passes Load's checks (the runtime may still refuse it).
 	Problem string `json:"problem,omitempty"`
@@ -117,13 +120,13 @@ func Inspect(path string) (Info, error) {
 	if err == nil {
 		var g *graph
 		if g, err = readGraph(buf); err == nil {
-			return describe(path, g), nil
+			return describe(path, buf, g), nil
 		}
 	}
 	return Info{}, fmt.Errorf("tflite: inspect %s: %w", path, err)
 }
 
-func describe(path string, g *graph) Info {
+func describe(path string, buf []byte, g *graph) Info {
 	info := Info{
 		Path:        path,
 		Size:        int64(g.size),
@@ -176,10 +179,13 @@ func describe(path string, g *graph) Info {
 		m := Meta{DatasetCrop: 1}
 		if json.Unmarshal(data, &m) == nil {
 			info.Meta = &m
+			info.Digest = digestStatus(buf, m)
 		}
 	}
 	if _, err := checkModel(g); err != nil {
 		info.Problem = err.Error()
+	} else if info.Digest != "ok" && info.Digest != "none" {
+		info.Problem = info.Digest // Load refuses it too
 	}
 	return info
 }
@@ -245,6 +251,14 @@ func (info Info) WriteText(w io.Writer) error {
 				kv = append(kv, fmt.Sprintf("%s=%v", k, m.Training[k]))
 			}
 			p("training: %s\n", strings.Join(kv, ", "))
+		}
+		switch info.Digest {
+		case "ok":
+			p("sha256: %s (matches the file)\n", m.SHA256)
+		case "none":
+			p("sha256: none (exported before model digests: not verified; models/stamp.py adds one)\n")
+		default:
+			p("sha256: %s DOES NOT MATCH: %s\n", m.SHA256, info.Digest)
 		}
 	} else {
 		p("no %q metadata\n", MetadataName)

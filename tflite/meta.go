@@ -35,6 +35,9 @@ type Meta struct {
 	DatasetCrop float64 `json:"dataset_crop"`
 	// Training is free-form provenance (data set, accuracy, ...).
 	Training map[string]any `json:"training,omitempty"`
+	// SHA256 is the digest of the model file (see checkDigest); empty in
+	// files exported before digests.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // InputSpec describes the image a model takes.

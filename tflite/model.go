@@ -34,7 +34,13 @@ type config struct {
 	expectTask    string
 	expectClasses int
 	runtimeLog    func(string) // nil: the library's lines go to stderr
+	requireDigest bool
 }
+
+// WithRequireDigest makes Load refuse a model whose metadata has no sha256
+// digest (files exported before digests). A digest that is there is always
+// checked: a file that does not match it is refused with ErrDigest.
+func WithRequireDigest(on bool) Option { return func(c *config) { c.requireDigest = on } }
 
 // WithThreads sets how many threads one inference may use, in TFLite's own
 // kernels and in XNNPACK. The default is 1: edge runs the face detector and
@@ -116,6 +122,9 @@ func fromBytes(buf []byte, cfg config) (*Model, error) {
 	}
 	s, err := checkModel(g)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDigest(buf, s.meta, cfg.requireDigest); err != nil {
 		return nil, err
 	}
 	if (cfg.expectTask != "" && s.meta.Task != cfg.expectTask) || (cfg.expectClasses > 0 && s.k != cfg.expectClasses) {

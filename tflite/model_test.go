@@ -469,7 +469,7 @@ func TestCorrupt(t *testing.T) {
 			buf[rng.IntN(len(buf))] = byte(rng.IntN(256))
 		}
 		if g, err := readGraph(buf); err == nil {
-			describe("corrupt", g)
+			describe("corrupt", buf, g)
 		}
 	}
 }
@@ -487,7 +487,7 @@ func FuzzInspect(f *testing.F) {
 	f.Add(tiny[:len(tiny)/2])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if g, err := readGraph(data); err == nil {
-			describe("fuzz", g)
+			describe("fuzz", data, g)
 		}
 	})
 }
