@@ -17,7 +17,7 @@ export CGO_CFLAGS := -I$(TFLITE_DIR)/include -I$(CURDIR)/tflite/include
 # $ORIGIN/../lib/edge: where `make install` puts the library beside the binary.
 export CGO_LDFLAGS := -L$(TFLITE_LIB) -Wl,-rpath,$(TFLITE_LIB) -Wl,-rpath,/usr/lib/edge -Wl,-rpath,$$ORIGIN/../lib/edge
 
-.PHONY: all deps deps-apt deps-go tflite-lib build test test-go test-faults test-py test-smoke demo run bench models model-emotion model-agegender export clean val-camera
+.PHONY: all deps deps-apt deps-go tflite-lib build test test-go test-faults test-fuzz test-py test-smoke demo run bench models model-emotion model-agegender export clean val-camera
 
 all: build
 
@@ -102,6 +102,18 @@ test-go: tflite-lib
 
 test-py:
 	$(PY) -m unittest discover -s models -p 'test_*.py' -v
+
+# test-fuzz runs each fuzz target (Go native fuzzing) for FUZZTIME on top of
+# its seed corpus (testdata/fuzz/<Target>/): every parser of untrusted bytes.
+# `go test` alone runs the seeds only. Longer: make test-fuzz FUZZTIME=10m.
+FUZZTIME ?= 3s
+FUZZ_TARGETS := camera:FuzzDecodeEncoded camera:FuzzRawFrame camera:FuzzMJPEGStream camera:FuzzTarSource \
+	edge:FuzzConfig mqtt:FuzzStatsPayload tflite:FuzzInspect
+test-fuzz: tflite-lib
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+	  go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./$${t%%:*} || exit 1; \
+	done
 
 # test-faults reproduces issue 16's hostile-environment faults end to end:
 # the real edge binary (built by the tests) against Debian's mosquitto, fed

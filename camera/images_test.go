@@ -39,7 +39,7 @@ func testImageSet(t *testing.T) []testFile {
 	}
 }
 
-func (f testFile) bytes(t *testing.T) []byte {
+func (f testFile) bytes(t testing.TB) []byte {
 	if f.seed == 0 {
 		return f.raw
 	}
@@ -69,7 +69,7 @@ func writeDir(t *testing.T, files []testFile) string {
 
 // writeTar writes files into an archive in the given order, under a folder
 // as tar -C parent folder does.
-func writeTar(t *testing.T, name string, gz bool, files []testFile) string {
+func writeTar(t testing.TB, name string, gz bool, files []testFile) string {
 	var buf bytes.Buffer
 	var w io.Writer = &buf
 	var zw *gzip.Writer
