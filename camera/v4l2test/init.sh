@@ -312,6 +312,22 @@ bad_settings() {
 		-log-has "/dev/video0" -log-has "MJPEG" -log-has "offers.*YUYV"
 }
 
+# Scenario: `edge cameras` lists vivid with its formats, sizes and frame
+# rates (go4vl's enumeration ioctls on a real driver), and `edge run` on a
+# camera that is not there fails at once (exit 2) naming the ones that are.
+cameras() {
+	local want=/dev/video0
+	sabotaged cameras && want=/dev/video7
+	edge cameras >/tmp/cameras.log 2>&1
+	EXIT=$?
+	check cameras -log /tmp/cameras.log -exit "$EXIT" -log-has "$want \"vivid" -log-has "YUYV \\(" \
+		-log-has "320x180 +[0-9.]+(, [0-9.]+)* fps" -log-has "for example: EDGE_SOURCE=$want "
+	EDGE_SOURCE=/dev/video9 edge run >/tmp/no-camera.log 2>&1
+	EXIT=$?
+	check no-camera -log /tmp/no-camera.log -exit "$EXIT" -want-exit nonzero \
+		-log-has "EDGE_SOURCE=/dev/video9: no such camera" -log-has "$want \"vivid[^\"]*\" \\(vivid\\): .*YUYV"
+}
+
 t0=$(now)
 modprobe vivid $VIVID_OPTS || say "modprobe vivid failed"
 modprobe v4l2loopback $LOOP_OPTS || say "modprobe v4l2loopback failed"
@@ -334,6 +350,7 @@ scenario unplug unplug
 scenario loop-mjpeg loopback mjpeg /dev/video10
 scenario loop-yuyv loopback yuyv /dev/video11
 scenario bad-settings bad_settings
+[ "$DRIVER" = edge ] && scenario cameras cameras
 
 # Kernel trouble the drivers ran into, for the record (not a failure).
 dmesg | grep -E -A4 'BUG:|Oops|WARNING:|Call Trace' | head -40 | sed 's/^/EDGE-DMESG /'

@@ -16,7 +16,7 @@
 #                                bad-settings, or all
 #   EDGE_V4L2_ONLY=A,B           run only these scenarios (vivid-yuyv,
 #                                vivid-grey, unplug, loop-mjpeg, loop-yuyv,
-#                                bad-settings)
+#                                bad-settings, cameras: edge driver only)
 #   EDGE_V4L2_TASKS=A,B          EDGE_TASKS for edge run in the VM (default gender)
 #   EDGE_V4L2_LOOP_FPS=N         most frames a second the sample is written into
 #                                v4l2loopback (default 10; the writer also
@@ -212,10 +212,15 @@ cpu=$(awk -v c0="$cpu0" '{printf "%.0f", ($14 + $15 + $16 + $17 - c0) / 100}' /p
 
 # 7. Results.
 expected=(vivid-yuyv vivid-grey unplug loop-mjpeg loop-yuyv bad-size bad-format)
+[[ $driver == edge ]] && expected+=(cameras no-camera)
 if [[ -n $only ]]; then
 	expected=()
 	for s in ${only//,/ }; do
-		[[ $s == bad-settings ]] && expected+=(bad-size bad-format) || expected+=("$s")
+		case $s in
+		bad-settings) expected+=(bad-size bad-format) ;;
+		cameras) expected+=(cameras no-camera) ;;
+		*) expected+=("$s") ;;
+		esac
 	done
 fi
 failed=0
