@@ -73,8 +73,15 @@ uninstall:
 # Without ../shared beside the checkout (a user's clone) the checks that need
 # its data sets and sample photos skip, each with one SKIP line; with CI set,
 # a missing ../shared fails at once.
+# .ci/run runs TEST_TARGETS one by one and prints the time each took: add a
+# check that CI must run to this list.
 SHARED := $(CURDIR)/../shared
-test: deps check-shared check-paths test-go test-py test-smoke test-unit test-v4l2
+TEST_TARGETS := deps check-shared check-paths test-go test-py test-smoke test-unit test-v4l2
+test: $(TEST_TARGETS)
+
+.PHONY: print-test-targets
+print-test-targets:
+	@echo $(TEST_TARGETS)
 
 # test-first-run checks the README's First run section on a fresh clone, with
 # and without ../shared (tools/first-run.sh; not part of test: it clones and
