@@ -97,6 +97,17 @@ func listV4L2(dir string, probe deviceProber) ([]V4L2Device, error) {
 	return out, nil
 }
 
+// fourCCName is a pixel format's code as V4L2 documents it: big-endian
+// variants (bit 31 set, which fourCCString would print as a stray byte) get
+// a "-BE" suffix, as in v4l2-ctl's listing.
+func fourCCName(c uint32) string {
+	const bigEndian = 1 << 31
+	if c&bigEndian != 0 {
+		return fourCCString(c&^bigEndian) + "-BE"
+	}
+	return fourCCString(c)
+}
+
 // rate is a frame rate as a reader writes it: 30, 7.5, 0.2.
 func rate(num, den uint32) string {
 	if num == 0 {

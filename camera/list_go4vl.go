@@ -38,7 +38,7 @@ func probeGo4vl(path string) (V4L2Device, error) {
 		return V4L2Device{}, fmt.Errorf("list formats: %w", err)
 	}
 	for _, desc := range descs {
-		f := V4L2Format{FourCC: fourCCString(desc.PixelFormat), Description: strings.TrimSpace(desc.Description)}
+		f := V4L2Format{FourCC: fourCCName(desc.PixelFormat), Description: strings.TrimSpace(desc.Description)}
 		sizes, err := v4l2.GetFormatFrameSizes(fd, desc.PixelFormat)
 		if err == nil {
 			for _, s := range sizes {

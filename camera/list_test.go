@@ -55,3 +55,18 @@ func TestRate(t *testing.T) {
 		}
 	}
 }
+
+func TestFourCCName(t *testing.T) {
+	for _, tc := range []struct {
+		code uint32
+		want string
+	}{
+		{fourCC("YUYV"), "YUYV"},
+		{fourCC("Y16 "), "Y16"},
+		{fourCC("Y16 ") | 1<<31, "Y16-BE"},
+	} {
+		if got := fourCCName(tc.code); got != tc.want {
+			t.Errorf("fourCCName(%#x) = %q, want %q", tc.code, got, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/edge-sensor/edge/camera"
@@ -87,8 +88,15 @@ func example(devs []camera.V4L2Device) string {
 			}
 			s := f.Sizes[0]
 			ex := fmt.Sprintf("EDGE_SOURCE=%s EDGE_FORMAT=%s EDGE_SIZE=%s", d.Path, names[f.FourCC], s.Size)
-			if len(s.Rates) > 0 && !strings.ContainsAny(s.Rates[0], "-.?") {
-				ex += " EDGE_FPS=" + s.Rates[0]
+			// the highest whole rate: drivers list them in either order
+			best := 0
+			for _, r := range s.Rates {
+				if n, err := strconv.Atoi(r); err == nil && n > best {
+					best = n
+				}
+			}
+			if best > 0 {
+				ex += fmt.Sprintf(" EDGE_FPS=%d", best)
 			}
 			if strings.Contains(s.Size, "-") { // a range: its smallest size
 				ex = strings.Replace(ex, s.Size, s.Size[:strings.Index(s.Size, "-")], 1)

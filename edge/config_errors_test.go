@@ -128,8 +128,9 @@ func TestDescribeCameras(t *testing.T) {
 func TestWriteCameras(t *testing.T) {
 	devs := []camera.V4L2Device{{Path: "/dev/video0", Card: "vivid", Driver: "vivid", Formats: []camera.V4L2Format{
 		{FourCC: "NV12", Description: "Y/UV 4:2:0", Sizes: []camera.V4L2Size{{Size: "320x180", Rates: []string{"30"}}}},
+		// vivid lists the longest interval first
 		{FourCC: "YUYV", Description: "YUYV 4:2:2", Sizes: []camera.V4L2Size{
-			{Size: "640x480", Rates: []string{"30", "15", "7.5"}}, {Size: "1280x720", Rates: nil}}},
+			{Size: "640x480", Rates: []string{"7.5", "15", "30"}}, {Size: "1280x720", Rates: nil}}},
 		{FourCC: "GREY", Description: "8-bit Greyscale"},
 	}}}
 	var b bytes.Buffer
@@ -138,7 +139,7 @@ func TestWriteCameras(t *testing.T) {
   NV12 (Y/UV 4:2:0)
     320x180     30 fps
   YUYV (YUYV 4:2:2)
-    640x480     30, 15, 7.5 fps
+    640x480     7.5, 15, 30 fps
     1280x720    frame rates not listed
   GREY (8-bit Greyscale)
     any size (the driver lists none)
