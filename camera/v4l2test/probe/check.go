@@ -17,6 +17,9 @@ import (
 // payload (EDGE_STATS_STDOUT=1) or the probe's window, which has the same
 // shape plus a "probe" object.
 type stats struct {
+	// Kind is "hour" for edge's long window, which repeats what the short
+	// windows hold over a longer span; only short windows are checked.
+	Kind              string    `json:"kind"`
 	Start             time.Time `json:"start"`
 	End               time.Time `json:"end"`
 	PeopleSeen        *int      `json:"people_seen"`
@@ -312,8 +315,9 @@ func b2i(b bool) int {
 	return 0
 }
 
-// readStats reads the stats lines of a file, skipping anything that is not
-// a JSON object with a "frames" member (log lines, other messages).
+// readStats reads the short stats windows of a file, skipping anything that
+// is not a JSON object with a "frames" member (log lines, other messages) and
+// long windows, whose frames and down time the short windows already count.
 func readStats(file string) ([]stats, error) {
 	f, err := os.Open(file)
 	if err != nil {
@@ -329,7 +333,7 @@ func readStats(file string) ([]stats, error) {
 			continue
 		}
 		var s stats
-		if json.Unmarshal(line, &s) != nil || s.Frames == nil {
+		if json.Unmarshal(line, &s) != nil || s.Frames == nil || (s.Kind != "" && s.Kind != "window") {
 			continue
 		}
 		if math.IsNaN(s.SourceDownSeconds) {

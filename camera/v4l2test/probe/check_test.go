@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,8 @@ func TestCheck(t *testing.T) {
 		{"corrupt allowed", []string{statsLine(t0, 2, 30, 1, 0, nil)}, []string{"-max-corrupt", "-1"}, true, "corrupt=1"},
 		{"no stats", []string{"not json"}, nil, false, "no stats lines"},
 		{"outage", outage, []string{"-min-down", "2.5", "-max-down", "3", "-no-invented", "-tail-frames", "10"}, true, "down_s=2.7"},
+		{"long window not counted twice", append(slices.Clone(outage), strings.Replace(statsLine(t0, 6, 50, 0, 2.7, nil), "{", `{"kind":"hour",`, 1)),
+			[]string{"-min-down", "2.5", "-max-down", "3"}, true, "down_s=2.7"},
 		{"outage too short", outage, []string{"-min-down", "3"}, false, "want >= 3.0s"},
 		{"frames while down", []string{statsLine(t0, 2, 5, 0, 2, nil)}, []string{"-no-invented"}, false, "while the source was down throughout"},
 		{"frames in the last 5% of up time", []string{statsLine(t0, 2, 2, 0, 1.85, nil)}, []string{"-no-invented", "-fps", "15", "-fps-min", "0"}, true, "down_s=1.9"},
