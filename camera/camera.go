@@ -137,7 +137,13 @@ type options struct {
 	maxBackoff    time.Duration
 	maxPixels     int
 	wait          bool // a live source unreachable at Open is waited for
+	// maxSortBytes bounds the images of an archive not in name order that
+	// are held in memory to be sorted; a larger one is read in archive order.
+	maxSortBytes int64
 }
+
+// defaultMaxSortBytes is options.maxSortBytes unless a test changes it.
+const defaultMaxSortBytes = 64 << 20
 
 // WithSize asks for frames of w×h pixels. A V4L2 device must offer that
 // size; a video file is scaled to it. Image folders and archives deliver
@@ -186,7 +192,7 @@ func WithMaxPixels(n int) Option { return func(o *options) { o.maxPixels = n } }
 func maxEncodedBytes(maxPixels int) int64 { return 4*int64(maxPixels) + 64<<10 }
 
 func buildOptions(opts []Option) (options, error) {
-	o := options{minBackoff: 250 * time.Millisecond, maxBackoff: 5 * time.Second, maxPixels: DefaultMaxPixels}
+	o := options{minBackoff: 250 * time.Millisecond, maxBackoff: 5 * time.Second, maxPixels: DefaultMaxPixels, maxSortBytes: defaultMaxSortBytes}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -155,8 +155,13 @@ func (l *fileList) close() error  { return nil }
 // image in memory at a time; others are loaded into memory to be sorted.
 func openTar(name string, gz bool, o options) (Source, error) {
 	var names []string
+	maxBytes := maxEncodedBytes(o.maxPixels)
+	var total int64 // what sorting in memory would hold
 	err := walkTar(name, gz, func(h *tar.Header, _ io.Reader) error {
 		names = append(names, h.Name)
+		if h.Size <= maxBytes {
+			total += h.Size
+		}
 		return nil
 	})
 	if err != nil {
@@ -165,8 +170,12 @@ func openTar(name string, gz bool, o options) (Source, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("camera: open %q: no images (%s)", name, strings.Join(imageExts, " "))
 	}
-	maxBytes := maxEncodedBytes(o.maxPixels)
 	if slices.IsSorted(names) {
+		return newImageSource(name, &tarStream{path: name, gz: gz, max: maxBytes}, o), nil
+	}
+	if total > o.maxSortBytes {
+		o.log.Warn("image archive not in name order and too large to sort in memory; reading it in archive order (make it with tar --sort=name)",
+			"source", name, "images", len(names), "bytes", total, "max", o.maxSortBytes)
 		return newImageSource(name, &tarStream{path: name, gz: gz, max: maxBytes}, o), nil
 	}
 	o.log.Info("image archive not in name order; loading it into memory to sort", "source", name, "images", len(names))

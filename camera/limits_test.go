@@ -9,10 +9,12 @@ import (
 	"hash/crc32"
 	"image"
 	"image/png"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -225,6 +227,36 @@ func TestSnapshotLimit(t *testing.T) {
 	for range 2 {
 		if _, err := s.Next(context.Background()); !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("Next = %v, want ErrTooLarge", err)
+		}
+	}
+}
+
+// TestUnsortedTarMemoryBound: an archive not in name order is sorted in
+// memory only up to a bound; a larger one is read in archive order, so an
+// archive cannot make the source hold more than that.
+func TestUnsortedTarMemoryBound(t *testing.T) {
+	files := []testFile{{name: "c.jpg", seed: 4}, {name: "a.jpg", seed: 1}, {name: "b.jpg", seed: 3}}
+	path := writeTar(t, "u.tar", false, files)
+	for _, tt := range []struct {
+		bound int64
+		want  string
+	}{{1 << 20, "[1 3 4]"}, {100, "[4 1 3]"}} {
+		var logs logBuffer
+		o, err := buildOptions([]Option{WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.maxSortBytes = tt.bound
+		s, err := openTar(path, false, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(readSeq(t, s, 3)); got != tt.want {
+			t.Errorf("bound %d: order %s, want %s", tt.bound, got, tt.want)
+		}
+		s.Close()
+		if tt.bound == 100 && !strings.Contains(logs.String(), "too large to sort in memory") {
+			t.Errorf("no log line says the archive is read in archive order:\n%s", logs.String())
 		}
 	}
 }
