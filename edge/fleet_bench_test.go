@@ -94,7 +94,8 @@ func TestFleetLoad(t *testing.T) {
 
 	pg := pgtest.Start(t, pgtest.Options{Durable: true})
 	dir := t.TempDir()
-	ca, cert, key := mqtttest.WritePKI(t, dir)
+	pki := mqtttest.NewPKI(t, dir)
+	ca, cert, key := pki.CA, pki.ServerCert, pki.ServerKey
 	passwd := filepath.Join(dir, "passwd")
 	for i, up := range [][2]string{{"collector", "collector-secret"}, {"sim", "sim-secret"}} {
 		args := []string{"-b", passwd, up[0], up[1]}

@@ -190,7 +190,8 @@ func TestFleetEndToEnd(t *testing.T) {
 	dbURL := pg.NewDatabase(t)
 	mqtttest.MosquittoPath(t)
 	dir := t.TempDir()
-	ca, cert, key := mqtttest.WritePKI(t, dir)
+	pki := mqtttest.NewPKI(t, dir)
+	ca, cert, key := pki.CA, pki.ServerCert, pki.ServerKey
 	passwd := filepath.Join(dir, "passwd")
 	for i, up := range [][2]string{{"site1", "site-secret"}, {"collector", "collector-secret"}} {
 		args := []string{"-b", passwd, up[0], up[1]}
