@@ -76,7 +76,7 @@ uninstall:
 # .ci/run runs TEST_TARGETS one by one and prints the time each took: add a
 # check that CI must run to this list.
 SHARED := $(CURDIR)/../shared
-TEST_TARGETS := deps check-shared check-paths test-go test-py test-smoke test-unit test-v4l2
+TEST_TARGETS := deps check-shared check-paths test-go test-fuzz test-py test-smoke test-unit test-v4l2
 test: $(TEST_TARGETS)
 
 .PHONY: print-test-targets
