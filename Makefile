@@ -102,10 +102,13 @@ check-paths:
 
 # test-go prints one line per package with its time, one SKIP line per skipped
 # test with its reason and the tests slower than 20 s (tools/testsum); the
-# whole output of a failed test.
+# whole output of a failed test. Tests' artifacts (the dashboard's screenshots
+# in headless Chromium) stay in build/test-artifacts.
 test-go: tflite-lib
 	go vet ./...
-	set -o pipefail; go test -count=1 -timeout 20m -json ./... | go run ./tools/testsum -slow 20s
+	rm -rf $(BUILD)/test-artifacts && mkdir -p $(BUILD)/test-artifacts
+	set -o pipefail; go test -count=1 -timeout 20m -json -artifacts -outputdir $(BUILD)/test-artifacts ./... | go run ./tools/testsum -slow 20s
+	@find $(BUILD)/test-artifacts -name '*.png' | sed 's/^/test-go: screenshot /'
 
 test-py:
 	$(PY) -m unittest discover -s models -p 'test_*.py' -v
