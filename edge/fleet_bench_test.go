@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -97,15 +96,7 @@ func TestFleetLoad(t *testing.T) {
 	pki := mqtttest.NewPKI(t, dir)
 	ca, cert, key := pki.CA, pki.ServerCert, pki.ServerKey
 	passwd := filepath.Join(dir, "passwd")
-	for i, up := range [][2]string{{"collector", "collector-secret"}, {"sim", "sim-secret"}} {
-		args := []string{"-b", passwd, up[0], up[1]}
-		if i == 0 {
-			args = append([]string{"-c"}, args...)
-		}
-		if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
-			t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
-		}
-	}
+	mqtttest.WritePasswordFile(t, passwd, [2]string{"collector", "collector-secret"}, [2]string{"sim", "sim-secret"})
 	port := mqtttest.FreePort(t)
 	set := map[string]string{
 		"persistence_location": dir + "/", "password_file": passwd,

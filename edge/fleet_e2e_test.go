@@ -193,15 +193,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	pki := mqtttest.NewPKI(t, dir)
 	ca, cert, key := pki.CA, pki.ServerCert, pki.ServerKey
 	passwd := filepath.Join(dir, "passwd")
-	for i, up := range [][2]string{{"site1", "site-secret"}, {"collector", "collector-secret"}} {
-		args := []string{"-b", passwd, up[0], up[1]}
-		if i == 0 {
-			args = append([]string{"-c"}, args...)
-		}
-		if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
-			t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
-		}
-	}
+	mqtttest.WritePasswordFile(t, passwd, [2]string{"site1", "site-secret"}, [2]string{"collector", "collector-secret"})
 	for _, d := range []string{"central", "site"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)

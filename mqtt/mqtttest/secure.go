@@ -91,6 +91,28 @@ func NewPKI(t testing.TB, dir string) PKI {
 	return p
 }
 
+// WritePasswordFile writes a mosquitto password_file at path holding each
+// {user, password} pair, with Debian's mosquitto_passwd.
+func WritePasswordFile(t testing.TB, path string, users ...[2]string) {
+	t.Helper()
+	passwd, err := exec.LookPath("mosquitto_passwd")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("mosquitto_passwd is not installed but CI is set (apt-get install -y mosquitto)")
+		}
+		t.Skip("mosquitto_passwd is not installed (apt-get install -y mosquitto)")
+	}
+	for i, up := range users {
+		args := []string{"-b", path, up[0], up[1]}
+		if i == 0 {
+			args = append([]string{"-c"}, args...)
+		}
+		if out, err := exec.Command(passwd, args...).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+		}
+	}
+}
+
 // Secure is a mosquitto that wants a password (password_file, no
 // anonymous clients, an ACL limiting user to edge/# and homeassistant/#) on
 // its plain port, and on TLSPort a client certificate from pki.CA (the
@@ -104,18 +126,9 @@ type Secure struct {
 func StartSecureMosquitto(t testing.TB, user, password string, pki PKI) *Secure {
 	t.Helper()
 	MosquittoPath(t)
-	passwd, err := exec.LookPath("mosquitto_passwd")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mosquitto_passwd is not installed but CI is set (apt-get install -y mosquitto)")
-		}
-		t.Skip("mosquitto_passwd is not installed (apt-get install -y mosquitto)")
-	}
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "passwd")
-	if out, err := exec.Command(passwd, "-b", "-c", pwFile, user, password).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-	}
+	WritePasswordFile(t, pwFile, [2]string{user, password})
 	acl := filepath.Join(dir, "acl")
 	// The TLS port names clients by their certificate (cam-1).
 	rules := "topic readwrite edge/#\ntopic readwrite homeassistant/#\n"
