@@ -10,9 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"reflect"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -191,22 +189,4 @@ func redactURL(raw string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
-}
-
-// writeEnvUsage prints every variable of a configuration struct with its
-// default and meaning, as edge run --help does.
-func writeEnvUsage(w io.Writer, cmd string, cfg any) {
-	fmt.Fprintf(w, "Usage: %s\n\n%s is configured only through environment variables:\n\n", cmd, cmd)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	t := reflect.TypeOf(cfg)
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		def := f.Tag.Get("default")
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(tw, "%s_%s\t%s\t%s\n", envPrefix, f.Tag.Get("envconfig"), def, f.Tag.Get("desc"))
-	}
-	tw.Flush()
 }

@@ -320,12 +320,16 @@ func (c Config) logAttrs() []any {
 	return out
 }
 
-// writeUsage prints every variable with its default and meaning.
-func writeUsage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: edge run\n\nedge run is configured only through environment variables:\n\n")
+// writeUsage prints every variable of edge run with its default and meaning.
+func writeUsage(w io.Writer) { writeEnvUsage(w, "edge run", Config{}) }
+
+// writeEnvUsage prints every variable of a configuration struct with its
+// default and meaning, as edge run --help does.
+func writeEnvUsage(w io.Writer, cmd string, cfg any) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s is configured only through environment variables:\n\n", cmd, cmd)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	t := reflect.TypeOf(Config{})
+	t := reflect.TypeOf(cfg)
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		def := f.Tag.Get("default")

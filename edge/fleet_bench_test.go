@@ -214,20 +214,7 @@ func TestFleetLoad(t *testing.T) {
 		time.Sleep(2 * time.Second) // a late duplicate would show now
 		rows := countRows(t, db, "SELECT count(*) FROM edge_windows")
 		missing := 0
-		stored := map[collect.Key]bool{}
-		r, err := db.Query(ctx, "SELECT device, kind, window_id FROM edge_windows")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for r.Next() {
-			var k collect.Key
-			var id int64
-			if err := r.Scan(&k.Device, &k.Kind, &id); err != nil {
-				t.Fatal(err)
-			}
-			k.Window = uint64(id)
-			stored[k] = true
-		}
+		stored := storedWindows(t, db)
 		for k := range distinct {
 			if !stored[k] {
 				missing++

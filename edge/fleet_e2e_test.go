@@ -180,6 +180,30 @@ func countRows(t *testing.T, db *pgxpool.Pool, q string, args ...any) int {
 	return n
 }
 
+// storedWindows reads the key of every stored window.
+func storedWindows(t *testing.T, db *pgxpool.Pool) map[collect.Key]bool {
+	t.Helper()
+	rows, err := db.Query(context.Background(), "SELECT device, kind, window_id FROM edge_windows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	stored := map[collect.Key]bool{}
+	for rows.Next() {
+		var k collect.Key
+		var id int64
+		if err := rows.Scan(&k.Device, &k.Kind, &id); err != nil {
+			t.Fatal(err)
+		}
+		k.Window = uint64(id)
+		stored[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return stored
+}
+
 // TestFleetEndToEnd: simulated devices → site mosquitto → bridge (the
 // shipped example, TLS + password) → central mosquitto (the shipped example)
 // → two `edge collect` processes in one shared subscription → PostgreSQL,
@@ -296,20 +320,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	if n := countRows(t, db, "SELECT count(*) FROM edge_windows"); n != len(distinct) {
 		t.Fatalf("%d rows, want %d", n, len(distinct))
 	}
-	rows, err := db.Query(ctx, "SELECT device, kind, window_id FROM edge_windows")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored := map[collect.Key]bool{}
-	for rows.Next() {
-		var k collect.Key
-		var id int64
-		if err := rows.Scan(&k.Device, &k.Kind, &id); err != nil {
-			t.Fatal(err)
-		}
-		k.Window = uint64(id)
-		stored[k] = true
-	}
+	stored := storedWindows(t, db)
 	for k := range distinct {
 		if !stored[k] {
 			t.Errorf("window %+v published but not stored", k)
