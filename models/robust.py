@@ -10,6 +10,8 @@ camera degradations (--camera-aug P) each image, with probability P, seen throug
                                     blur, motion, sensor noise, low light, MJPEG, white balance,
                                     grey camera, yaw), at training parameters drawn from ranges
                                     that differ from the test suite's fixed values
+occluders (--occlude P)             glasses, a hand or a cap drawn over the face, from ranges
+                                    of position, size, tint and colour (not the test's shapes)
 random erasing (--erase P)          a random rectangle of noise or grey (Zhong et al. 2020)
 mixup (--mixup ALPHA)               pairs of images and their targets blended (Zhang et al. 2018)
 FER+ soft targets (--ferplus)       emotion targets from the ten FER+ annotators' votes
@@ -216,6 +218,94 @@ def degrade(x: torch.Tensor, g: torch.Generator, p: float, which: list[str] | No
             raise ValueError(f"unknown degradation {d!r} (known: {DEGRADATIONS})")
         x[m] = xs.clamp(0, 1)
     return x
+
+
+# --- occluders -------------------------------------------------------------------------------
+#
+# What covers part of a face in front of a camera: glasses and sunglasses, a hand at the
+# mouth or cheek, a cap or hat. The test suite draws one fixed shape of each (camera/scene:
+# lens tint 0.3, frame grey 20, eyes at 0.42 of the aligned crop, cap to 0.2 of it);
+# training draws position, size, tint, thickness and colour from ranges around where the
+# faces' features are in the model's own crop, so that no test shape is learnt as such.
+OCCLUDERS = ["glasses", "hand", "cap"]
+
+
+def _ellipse_d(h: int, w: int, cx: torch.Tensor, cy: torch.Tensor, ax: torch.Tensor, ay: torch.Tensor,
+               power: torch.Tensor | float = 2.0) -> torch.Tensor:
+    """Per image (N), the normalised (super-)ellipse distance of every pixel: N x H x W, <= 1 inside."""
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    dx = ((xs.view(1, 1, w) - cx.view(-1, 1, 1)) / ax.view(-1, 1, 1)).abs()
+    dy = ((ys.view(1, h, 1) - cy.view(-1, 1, 1)) / ay.view(-1, 1, 1)).abs()
+    pw = torch.as_tensor(power, dtype=torch.float32).view(-1, 1, 1)
+    return dx ** pw + dy ** pw
+
+
+def occlude(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
+    """Occluders for training: with probability p an image gets one of OCCLUDERS, drawn
+    over it before the camera degradations (as the scene draws them on the face). x: N x C x
+    H x W in [0, 1], grey or Y, Cb, Cr; colours are drawn in RGB and converted."""
+    n, c, h, w = x.shape
+    kind = torch.randint(0, len(OCCLUDERS), (n,), generator=g)
+    hit = torch.rand(n, generator=g) < p
+    if not hit.any():
+        return x
+    rgb = ycbcr_to_rgb(x) if c == 3 else x.expand(n, 3, h, w)
+    out = rgb.clone()
+
+    def paint(m: torch.Tensor, colour: torch.Tensor, alpha: torch.Tensor | float = 1.0) -> None:
+        """Blend colour (N x 3) into the images where m (N x H x W) holds, by alpha (N or scalar)."""
+        a = (m.float() * torch.as_tensor(alpha, dtype=torch.float32).view(-1, 1, 1)).unsqueeze(1)
+        out.mul_(1 - a).add_(colour.view(-1, 3, 1, 1) * a)
+
+    def grey(lo: float, hi: float, tint: float = 0.1) -> torch.Tensor:
+        v = _u(g, lo, hi, n).view(n, 1)
+        return (v * (1 + (torch.rand(n, 3, generator=g) * 2 - 1) * tint)).clamp(0, 1)
+
+    sel = {k: hit & (kind == i) for i, k in enumerate(OCCLUDERS)}
+    # glasses: two lenses (round to rectangular), a rim, a bridge; tint from clear to sunglasses
+    m = sel["glasses"]
+    if m.any():
+        ey, dx = _u(g, 0.32, 0.48, n), _u(g, 0.13, 0.22, n)
+        ax, ay = _u(g, 0.08, 0.14, n), _u(g, 0.05, 0.09, n)
+        power = torch.where(torch.rand(n, generator=g) < 0.5, 2.0, 4.0)
+        rim = 1 - _u(g, 0.12, 0.45, n).view(-1, 1, 1)
+        frame, lens = grey(0.0, 0.4), grey(0.0, 0.25)
+        tint = torch.where(torch.rand(n, generator=g) < 0.3, _u(g, 0.6, 0.95, n), _u(g, 0.0, 0.45, n))
+        for side in (-1.0, 1.0):
+            d = _ellipse_d(h, w, 0.5 + side * dx, ey, ax, ay, power)
+            paint((d <= rim) & m.view(-1, 1, 1), lens, tint)
+            paint((d > rim) & (d <= 1) & m.view(-1, 1, 1), frame)
+        bridge = _ellipse_d(h, w, torch.full((n,), 0.5), ey - ay * 0.3, (dx - ax).clamp(min=0.01), _u(g, 0.008, 0.02, n), 8.0)
+        paint((bridge <= 1) & m.view(-1, 1, 1), frame)
+    # hand: a skin-toned ellipse over the mouth, a cheek or the chin, with a darker rim
+    m = sel["hand"]
+    if m.any():
+        centre = out[:, :, h // 2 - h // 8:h // 2 + h // 8, w // 2 - w // 8:w // 2 + w // 8].mean((2, 3))
+        skin = (centre * _u(g, 0.85, 1.2, n).view(n, 1)).clamp(0, 1)
+        cx = 0.5 + (torch.rand(n, generator=g) * 2 - 1) * 0.3
+        cy = _u(g, 0.6, 0.95, n)
+        ax, ay = _u(g, 0.14, 0.3, n), _u(g, 0.1, 0.22, n)
+        d = _ellipse_d(h, w, cx, cy, ax, ay)
+        paint((d <= 1) & m.view(-1, 1, 1), skin)
+        paint((d > 0.75) & (d <= 1) & m.view(-1, 1, 1), skin * 0.8)
+    # cap or hat: a crown over the top of the head to the brow, a darker brim below it
+    m = sel["cap"]
+    if m.any():
+        top = _u(g, 0.08, 0.3, n)
+        col = grey(0.05, 0.9, tint=0.4)
+        ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+        crown = (ys.view(1, h, 1) < top.view(-1, 1, 1)).expand(n, h, w)
+        paint(crown & m.view(-1, 1, 1), col)
+        brim = _ellipse_d(h, w, 0.5 + (torch.rand(n, generator=g) * 2 - 1) * 0.05, top, _u(g, 0.3, 0.55, n),
+                          _u(g, 0.02, 0.06, n))
+        paint((brim <= 1) & m.view(-1, 1, 1), col * _u(g, 0.5, 0.8, n).view(n, 1))
+    out = out.clamp(0, 1)
+    if c == 3:
+        out = rgb_to_ycbcr(out)
+    else:
+        out = 0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]
+    return torch.where(hit.view(-1, 1, 1, 1), out.clamp(0, 1), x)
 
 
 def random_erase(x: torch.Tensor, g: torch.Generator, p: float, area: tuple[float, float] = (0.02, 0.25),

@@ -17,7 +17,7 @@ sys.path.insert(0, str(HERE))
 
 import export as E  # noqa: E402
 import importer  # noqa: E402
-from net import Arch  # noqa: E402
+from net import Arch, EdgeNet, calibrate_batchnorm, images_tensor  # noqa: E402
 from test_export import SIZE, Exported  # noqa: E402
 
 torch.set_num_threads(1)
@@ -67,6 +67,26 @@ class ImporterTest(unittest.TestCase):
             agree_float = float((logits.argmax(1) == m.logits.argmax(1)).mean())
             self.assertGreaterEqual(agree_int8, 0.97, name)
             self.assertGreaterEqual(agree_float, 0.97, name)
+
+    def test_calibrated_batchnorm_keeps_the_function_and_normalises_like_training(self) -> None:
+        ck = importer.checkpoint_from_tflite(self.plain.path)
+        net = EdgeNet(Arch.from_dict(ck["arch"]))
+        net.load_state_dict(ck["state"])
+        x = images_tensor(self.plain.x[:512])
+        net.eval()
+        before = net(x)["test"]
+        # training mode with identity BatchNorms rescales every channel to unit variance
+        net.train()
+        net.dropout.p = 0.0
+        self.assertGreater(float((net(x)["test"] - before).abs().max()), 0.1)
+        net.load_state_dict(ck["state"])  # that forward pass moved the running statistics
+        calibrate_batchnorm(net, x)
+        net.eval()
+        torch.testing.assert_close(net(x)["test"], before, rtol=1e-4, atol=1e-4)
+        net.train()
+        torch.testing.assert_close(net(x)["test"], before, rtol=1e-3, atol=1e-3)  # the batch is the one measured
+        with self.assertRaises(ValueError):  # only once: a calibrated BatchNorm is no identity
+            calibrate_batchnorm(net, x)
 
     def test_not_an_edge_model(self) -> None:
         bad = Path(self.tmp.name) / "bad.tflite"

@@ -176,6 +176,35 @@ class EraseMixupTest(unittest.TestCase):
         self.assertEqual(l0, 1.0)
 
 
+class OccludeTest(unittest.TestCase):
+    def test_each_occluder_covers_its_part_of_the_face(self) -> None:
+        n, size = 300, 48
+        x = torch.full((n, 3, size, size), 0.5)
+        x[:, 0] = torch.linspace(0.3, 0.9, n).view(n, 1, 1)  # light faces of varied tone, neutral chroma
+        out = robust.occlude(x, torch.Generator().manual_seed(1), 1.0)
+        changed = (out - x).abs().amax(1) > 1e-3  # N x H x W
+        self.assertTrue(bool(changed.flatten(1).any(1).all()), "p = 1: every image gets an occluder")
+        third = size // 3
+        rows = changed.float().mean(2)  # share of each row changed
+        top, middle, bottom = rows[:, :third].mean(1), rows[:, third:2 * third].mean(1), rows[:, 2 * third:].mean(1)
+        # three kinds of image: most change high up (cap), in the middle (glasses) or low down (hand)
+        kind = torch.stack([top, middle, bottom], 1).argmax(1)
+        counts = torch.bincount(kind, minlength=3)
+        self.assertTrue(bool((counts > n / 6).all()), f"occluders by place (top, middle, bottom): {counts.tolist()}")
+        self.assertLess(float(changed.float().mean()), 0.4, "an occluder covers part of the face, not all of it")
+        self.assertTrue(bool(((out >= 0) & (out <= 1)).all()))
+
+    def test_grey_stays_grey_and_zero_is_off_and_seeded(self) -> None:
+        x = faces(32, c=1, size=40)
+        self.assertTrue(torch.equal(robust.occlude(x, torch.Generator().manual_seed(0), 0.0), x))
+        a = robust.occlude(x, torch.Generator().manual_seed(3), 0.5)
+        b = robust.occlude(x, torch.Generator().manual_seed(3), 0.5)
+        self.assertEqual(a.shape, x.shape)
+        self.assertTrue(torch.equal(a, b))
+        hit = (a - x).abs().flatten(1).amax(1) > 1e-3
+        self.assertTrue(0 < int(hit.sum()) < 32, f"p = 0.5 hit {int(hit.sum())} of 32")
+
+
 class FERPlusTest(unittest.TestCase):
     CSV = ("file,fer_label,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF,csv_row,match_mad,ambiguous\n"
            "angry/a.jpg,angry,1,0,0,0,6,0,0,2,1,0,1,0.5,0\n"
@@ -246,7 +275,7 @@ class TrainFlagsTest(unittest.TestCase):
             (d / "fer2013" / "ferplus_train.csv").write_text("\n".join(rows) + "\n")
             out = d / "out"
             argv = ["train.py", "--task", "emotion", "--trunk", "small", "--smoke", "--batch", "32", "--threads", "1",
-                    "--framing-jitter", "--camera-aug", "0.8", "--erase", "0.5", "--mixup", "0.4", "--ferplus",
+                    "--framing-jitter", "--camera-aug", "0.8", "--occlude", "0.5", "--erase", "0.5", "--mixup", "0.4", "--ferplus",
                     "--balance", "0.5", "--out", str(out)]
             with mock.patch.object(data, "load_fer", side_effect=lambda split: (x, y) if split == "train" else (x[:40], y[:40])), \
                     mock.patch.object(data, "data_dir", return_value=d), \
@@ -260,6 +289,7 @@ class TrainFlagsTest(unittest.TestCase):
 
     def test_flags_are_checked(self) -> None:
         for extra in (["--task", "agegender", "--ferplus"], ["--task", "emotion", "--erase", "1.5"],
+                      ["--task", "emotion", "--occlude", "-0.1"],
                       ["--task", "emotion", "--mixup", "-1"]):
             with mock.patch.object(sys, "argv", ["train.py", *extra]), self.assertRaises(SystemExit), \
                     contextlib.redirect_stderr(io.StringIO()):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 import data
 import robust
-from net import COLORS, Arch, EdgeNet, count_macs, images_tensor, init_identity, load_deepened, mirror_images
+from net import COLORS, Arch, EdgeNet, count_macs, calibrate_batchnorm, images_tensor, init_identity, load_deepened, mirror_images
 
 OUT = data.ROOT / "build" / "models"
 
@@ -286,6 +286,8 @@ def main() -> None:
     ap.add_argument("--camera-aug", type=float, default=0.0, metavar="P", help="camera degradations (distance, "
                     "blur, motion, noise, low light, MJPEG, white balance, grey camera, yaw) at training "
                     "parameters, each on a share P/2 of every batch")
+    ap.add_argument("--occlude", type=float, default=0.0, metavar="P", help="glasses, a hand or a cap drawn over "
+                    "a share P of the images (robust.occlude)")
     ap.add_argument("--erase", type=float, default=0.0, metavar="P", help="random erasing on a share P of the images")
     ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
     ap.add_argument("--ferplus", action="store_true", help="emotion: targets from the FER+ votes "
@@ -347,7 +349,7 @@ def main() -> None:
         ap.error("--qat fine-tunes the --init model as it is: no other --trunk or --input-size")
     if args.ferplus and args.task != "emotion":
         ap.error("--ferplus relabels FER2013: --task emotion only")
-    for name in ("camera_aug", "erase"):
+    for name in ("camera_aug", "erase", "occlude"):
         if not 0 <= getattr(args, name) <= 1:
             ap.error(f"--{name.replace('_', '-')} {getattr(args, name)}: a probability in [0, 1]")
     if args.mixup < 0 or args.balance < 0:
@@ -423,6 +425,9 @@ def main() -> None:
             added = load_deepened(model, init_arch, init["state"])
         except ValueError as e:
             ap.error(f"--init {args.init} --trunk {args.trunk}: {e}")
+        if init.get("imported_from"):
+            calibrate_batchnorm(model, images_tensor(xtr[np.random.default_rng(args.seed).permutation(len(xtr))[:2048]]))
+            print(f"imported from {init['imported_from']}: BatchNorm statistics measured on 2048 training images", flush=True)
         if added:
             # identity maps of the trained trunk's features on un-augmented training images
             init_identity(model, added, images_tensor(xtr[:2048]))
@@ -470,6 +475,8 @@ def main() -> None:
         for i in range(0, len(perm), args.batch):
             idx = perm[i : i + args.batch]
             xb = augment(images_tensor(xtr[idx.numpy()]), g, args.aug_strength, framing)
+            if args.occlude:  # drawn on the face before the camera sees it, as the scene does
+                xb = robust.occlude(xb, g, args.occlude)
             if args.camera_aug:
                 xb = robust.degrade(xb, g, args.camera_aug)
             if args.erase:
