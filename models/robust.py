@@ -308,6 +308,21 @@ def occlude(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
     return torch.where(hit.view(-1, 1, 1, 1), out.clamp(0, 1), x)
 
 
+def degraded_copy(x: np.ndarray, seed: int, occlude_p: float = 0.5, degrade_p: float = 1.0) -> np.ndarray:
+    """uint8 images (N x H x W grey or N x H x W x 3) through the training occluders and camera
+    degradations, one fixed draw: a val set that says, epoch after epoch, how a checkpoint
+    holds up through a camera (train.py --select camera) without touching the test suite."""
+    g = torch.Generator().manual_seed(10_000 + seed)
+    t = torch.from_numpy(np.ascontiguousarray(x)).float().div(255)
+    t = t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2)
+    out = []
+    for i in range(0, len(t), 256):
+        out.append(degrade(occlude(t[i:i + 256], g, occlude_p), g, degrade_p))
+    d = (torch.cat(out).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    d = d[:, 0] if x.ndim == 3 else d.permute(0, 2, 3, 1)
+    return np.ascontiguousarray(d.numpy())
+
+
 def random_erase(x: torch.Tensor, g: torch.Generator, p: float, area: tuple[float, float] = (0.02, 0.25),
                  ratio: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
     """Random erasing: with probability p per image, a rectangle of area fraction in `area`

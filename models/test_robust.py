@@ -194,6 +194,17 @@ class OccludeTest(unittest.TestCase):
         self.assertLess(float(changed.float().mean()), 0.4, "an occluder covers part of the face, not all of it")
         self.assertTrue(bool(((out >= 0) & (out <= 1)).all()))
 
+    def test_degraded_copy_is_a_fixed_draw_of_the_same_images(self) -> None:
+        for shape in ((40, 32, 32), (40, 32, 32, 3)):
+            x = (faces(40, c=1 if len(shape) == 3 else 3, size=32) * 255).to(torch.uint8)
+            x = x[:, 0].numpy() if len(shape) == 3 else x.permute(0, 2, 3, 1).numpy()
+            a, b = robust.degraded_copy(x, 1), robust.degraded_copy(x, 1)
+            self.assertEqual((a.shape, a.dtype), (x.shape, np.uint8))
+            np.testing.assert_array_equal(a, b)
+            self.assertFalse(np.array_equal(a, robust.degraded_copy(x, 2)))
+            changed = np.abs(a.astype(int) - x).reshape(len(x), -1).max(1) > 2
+            self.assertGreater(changed.mean(), 0.8, "nearly every image is degraded")
+
     def test_grey_stays_grey_and_zero_is_off_and_seeded(self) -> None:
         x = faces(32, c=1, size=40)
         self.assertTrue(torch.equal(robust.occlude(x, torch.Generator().manual_seed(0), 0.0), x))
@@ -275,7 +286,7 @@ class TrainFlagsTest(unittest.TestCase):
             (d / "fer2013" / "ferplus_train.csv").write_text("\n".join(rows) + "\n")
             out = d / "out"
             argv = ["train.py", "--task", "emotion", "--trunk", "small", "--smoke", "--batch", "32", "--threads", "1",
-                    "--framing-jitter", "--camera-aug", "0.8", "--occlude", "0.5", "--erase", "0.5", "--mixup", "0.4", "--ferplus",
+                    "--framing-jitter", "--camera-aug", "0.8", "--occlude", "0.5", "--select", "camera", "--erase", "0.5", "--mixup", "0.4", "--ferplus",
                     "--balance", "0.5", "--out", str(out)]
             with mock.patch.object(data, "load_fer", side_effect=lambda split: (x, y) if split == "train" else (x[:40], y[:40])), \
                     mock.patch.object(data, "data_dir", return_value=d), \

@@ -286,6 +286,9 @@ def main() -> None:
     ap.add_argument("--camera-aug", type=float, default=0.0, metavar="P", help="camera degradations (distance, "
                     "blur, motion, noise, low light, MJPEG, white balance, grey camera, yaw) at training "
                     "parameters, each on a share P/2 of every batch")
+    ap.add_argument("--select", choices=["clean", "camera"], default="clean", help="which checkpoint is kept: the "
+                    "best on clean val, or (camera) on the mean of clean val and val seen through the training "
+                    "occluders and camera degradations (one fixed draw, robust.degraded_copy)")
     ap.add_argument("--occlude", type=float, default=0.0, metavar="P", help="glasses, a hand or a cap drawn over "
                     "a share P of the images (robust.occlude)")
     ap.add_argument("--erase", type=float, default=0.0, metavar="P", help="random erasing on a share P of the images")
@@ -436,6 +439,9 @@ def main() -> None:
             print(f"input {init_arch.color} -> {arch.color}: the added channels start with zero weights", flush=True)
     calib_x = None
     xva_mirror = mirror_images(xva) if args.flip_average else None
+    # a training-side proxy of the camera: the test suite (edge eval --camera) stays a test
+    xva_cam = robust.degraded_copy(xva, args.seed) if args.select == "camera" else None
+    xva_cam_mirror = mirror_images(xva_cam) if xva_cam is not None and args.flip_average else None
     if args.qat:
         from export import CALIB_IMAGES, calibration_images
         from qat import QuantNet
@@ -512,15 +518,24 @@ def main() -> None:
             probs = {h: (p + q) / 2 for (h, p), q in zip(probs.items(), predict(ema, xva_mirror, dev).values())}
         rec = {"epoch": epoch, "train_loss": tot_loss / seen, "seconds": round(time.time() - t0, 1),
                "lr": sched.get_last_lr()[0]}
+        probs_cam = None
+        if xva_cam is not None:
+            probs_cam = predict(ema, xva_cam, dev)
+            if args.flip_average:
+                probs_cam = {h: (p + q) / 2 for (h, p), q in zip(probs_cam.items(), predict(ema, xva_cam_mirror, dev).values())}
         for h in heads:
             acc = float((probs[h].argmax(1) == yval[h]).mean())
             rec[f"val_{h}"] = acc
             rec[f"train_{h}"] = correct[h] / seen
+            if probs_cam is not None:
+                rec[f"val_{h}_degraded"] = float((probs_cam[h].argmax(1) == yval[h]).mean())
+                acc = (acc + rec[f"val_{h}_degraded"]) / 2  # what --select camera keeps the checkpoint by
             if acc > best[h]:
                 best[h], best_epoch[h] = acc, epoch
                 torch.save({"arch": arch.to_dict(), "state": ema.edge_state() if args.qat else ema.state_dict(),
                             "head": h, "epoch": epoch, "val_accuracy": acc, "labels": labels[h], "macs": macs[h],
-                            "crop": crop, "qat": args.qat, "val_measure": measure}, args.out / f"{h}.pt")
+                            "crop": crop, "qat": args.qat, "val_measure": measure + (", mean of clean and degraded" if probs_cam is not None else "")},
+                           args.out / f"{h}.pt")
                 cm = confusion(yval[h], probs[h].argmax(1), len(labels[h]))
                 plot_confusion(cm, labels[h], f"{h}: val accuracy {acc:.4f} ({measure}, epoch {epoch})",
                                args.out / f"{h}_confusion.png")
