@@ -527,15 +527,16 @@ def main() -> None:
             acc = float((probs[h].argmax(1) == yval[h]).mean())
             rec[f"val_{h}"] = acc
             rec[f"train_{h}"] = correct[h] / seen
+            score, extra = acc, {}
             if probs_cam is not None:
                 rec[f"val_{h}_degraded"] = float((probs_cam[h].argmax(1) == yval[h]).mean())
-                acc = (acc + rec[f"val_{h}_degraded"]) / 2  # what --select camera keeps the checkpoint by
-            if acc > best[h]:
-                best[h], best_epoch[h] = acc, epoch
+                score = (acc + rec[f"val_{h}_degraded"]) / 2  # what --select camera keeps the checkpoint by
+                extra = {"val_accuracy_degraded": rec[f"val_{h}_degraded"], "selected_by": "mean of clean and degraded val"}
+            if score > best[h]:
+                best[h], best_epoch[h] = score, epoch
                 torch.save({"arch": arch.to_dict(), "state": ema.edge_state() if args.qat else ema.state_dict(),
                             "head": h, "epoch": epoch, "val_accuracy": acc, "labels": labels[h], "macs": macs[h],
-                            "crop": crop, "qat": args.qat, "val_measure": measure + (", mean of clean and degraded" if probs_cam is not None else "")},
-                           args.out / f"{h}.pt")
+                            "crop": crop, "qat": args.qat, "val_measure": measure, **extra}, args.out / f"{h}.pt")
                 cm = confusion(yval[h], probs[h].argmax(1), len(labels[h]))
                 plot_confusion(cm, labels[h], f"{h}: val accuracy {acc:.4f} ({measure}, epoch {epoch})",
                                args.out / f"{h}_confusion.png")
