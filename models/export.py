@@ -1170,6 +1170,10 @@ def main() -> int:
     training = {"data": "FER2013 train" if head == "emotion" else f"UTKFace train ({utk})",
                 "epoch": ckpt.get("epoch"), "val_accuracy_float": ckpt.get("val_accuracy"),
                 "checkpoint": str(ckpt_path.name)}
+    if ckpt.get("selected_by"):
+        # train.py --select camera: kept for how it holds up through a camera as well as on clean val
+        training["val_accuracy_float_degraded"] = ckpt.get("val_accuracy_degraded")
+        training["selected_by"] = ckpt["selected_by"]
     if ckpt.get("qat"):
         # train.py --qat judged its checkpoint by the int8 simulation, not the float model
         training["val_accuracy_int8_simulated"] = training.pop("val_accuracy_float")
