@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import data
+from net import images_tensor
 
 FRAMING = Path(__file__).resolve().parent / "framing.json"
 
@@ -313,8 +314,7 @@ def degraded_copy(x: np.ndarray, seed: int, occlude_p: float = 0.5, degrade_p: f
     degradations, one fixed draw: a val set that says, epoch after epoch, how a checkpoint
     holds up through a camera (train.py --select camera) without touching the test suite."""
     g = torch.Generator().manual_seed(10_000 + seed)
-    t = torch.from_numpy(np.ascontiguousarray(x)).float().div(255)
-    t = t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2)
+    t = images_tensor(x)
     out = []
     for i in range(0, len(t), 256):
         out.append(degrade(occlude(t[i:i + 256], g, occlude_p), g, degrade_p))
