@@ -222,16 +222,15 @@ model-agegender: tflite-lib
 # The emotion model went through the same stage and was not shipped (model card).
 CAMERA_BASE ?= 94cac62
 CAMERA_FLAGS ?= --framing-jitter --camera-aug 0.5 --occlude 0.3 --erase 0.1 --select camera --patience 20
-models-camera: tflite-lib
+CAMERA_EPOCHS_age ?= 14
+CAMERA_EPOCHS_gender ?= 12
+models-camera: models-camera-age models-camera-gender
+models-camera-%: tflite-lib
 	mkdir -p $(BUILD)/import
-	git show $(CAMERA_BASE):models/age.tflite > $(BUILD)/import/age-base.tflite
-	$(PY) models/importer.py $(BUILD)/import/age-base.tflite $(BUILD)/import/age.pt
-	$(PY) models/train.py --task age --init $(BUILD)/import/age.pt --teacher $(BUILD)/import/age.pt --epochs 14 --lr 4e-4 $(CAMERA_FLAGS) --out $(BUILD)/models/age-camera
-	$(PY) models/export.py --head age --ckpt $(BUILD)/models/age-camera/age.pt
-	git show $(CAMERA_BASE):models/gender.tflite > $(BUILD)/import/gender-base.tflite
-	$(PY) models/importer.py $(BUILD)/import/gender-base.tflite $(BUILD)/import/gender.pt
-	$(PY) models/train.py --task gender --init $(BUILD)/import/gender.pt --teacher $(BUILD)/import/gender.pt --epochs 12 --lr 4e-4 $(CAMERA_FLAGS) --out $(BUILD)/models/gender-camera
-	$(PY) models/export.py --head gender --ckpt $(BUILD)/models/gender-camera/gender.pt
+	git show $(CAMERA_BASE):models/$*.tflite > $(BUILD)/import/$*-base.tflite
+	$(PY) models/importer.py $(BUILD)/import/$*-base.tflite $(BUILD)/import/$*.pt
+	$(PY) models/train.py --task $* --init $(BUILD)/import/$*.pt --teacher $(BUILD)/import/$*.pt --epochs $(CAMERA_EPOCHS_$*) --lr 4e-4 $(CAMERA_FLAGS) --out $(BUILD)/models/$*-camera
+	$(PY) models/export.py --head $* --ckpt $(BUILD)/models/$*-camera/$*.pt
 
 # val-camera is the camera-realistic validation (`edge eval --camera`): the val
 # faces placed into synthetic 640x480 camera frames under each condition of

@@ -301,11 +301,7 @@ def occlude(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
         brim = _ellipse_d(h, w, 0.5 + (torch.rand(n, generator=g) * 2 - 1) * 0.05, top, _u(g, 0.3, 0.55, n),
                           _u(g, 0.02, 0.06, n))
         paint((brim <= 1) & m.view(-1, 1, 1), col * _u(g, 0.5, 0.8, n).view(n, 1))
-    out = out.clamp(0, 1)
-    if c == 3:
-        out = rgb_to_ycbcr(out)
-    else:
-        out = 0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]
+    out = rgb_to_ycbcr(out.clamp(0, 1))[:, :c]  # a grey image keeps the luma
     return torch.where(hit.view(-1, 1, 1, 1), out.clamp(0, 1), x)
 
 

@@ -452,6 +452,15 @@ def main() -> None:
     ema = deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
+
+    def val_probs(x: np.ndarray, x_mirror: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The EMA model's val probabilities; flip-averaged as edge computes it (the mean of
+        the two probability vectors) when the mirror images are given."""
+        probs = predict(ema, x, dev)
+        if x_mirror is None:
+            return probs
+        return {h: (p + q) / 2 for (h, p), q in zip(probs.items(), predict(ema, x_mirror, dev).values())}
+
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
     steps_per_epoch = math.ceil(n_train / args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -513,16 +522,10 @@ def main() -> None:
             seen += len(idx)
             for h in heads:
                 correct[h] += (out[h].argmax(1).cpu().numpy() == ytr_hard[h][idx.numpy()]).sum()
-        probs = predict(ema, xva, dev)
-        if args.flip_average:  # as edge computes it: the mean of the two probability vectors
-            probs = {h: (p + q) / 2 for (h, p), q in zip(probs.items(), predict(ema, xva_mirror, dev).values())}
+        probs = val_probs(xva, xva_mirror)
         rec = {"epoch": epoch, "train_loss": tot_loss / seen, "seconds": round(time.time() - t0, 1),
                "lr": sched.get_last_lr()[0]}
-        probs_cam = None
-        if xva_cam is not None:
-            probs_cam = predict(ema, xva_cam, dev)
-            if args.flip_average:
-                probs_cam = {h: (p + q) / 2 for (h, p), q in zip(probs_cam.items(), predict(ema, xva_cam_mirror, dev).values())}
+        probs_cam = None if xva_cam is None else val_probs(xva_cam, xva_cam_mirror)
         for h in heads:
             acc = float((probs[h].argmax(1) == yval[h]).mean())
             rec[f"val_{h}"] = acc
