@@ -166,6 +166,22 @@ class ColorTest(unittest.TestCase):
         torch.testing.assert_close(out[:, 1:], torch.full_like(out[:, 1:], 128 / 255), atol=2e-3, rtol=0)
         self.assertGreater(float((out[:, 0] - x[:, 0]).abs().mean()), 0.01)
 
+    def test_augment_roll_bounds_the_rotation(self) -> None:
+        # a vertical bar through the centre; no zoom or shift, so only the rotation can tilt it
+        x = torch.zeros(200, 1, 32, 32)
+        x[:, :, :, 15:17] = 1.0
+        still = {"log_scale": 0.0, "offset_x": 0.0, "offset_y": 0.0}
+
+        def tilted(roll: float) -> float:
+            out = train.augment(x, torch.Generator().manual_seed(5), 1.0, still, roll)
+            top, bottom = out[:, 0, 3].argmax(1), out[:, 0, 28].argmax(1)
+            return float(((top - bottom).abs() >= 8).float().mean())
+
+        # 8 px over the 25 rows between is a turn of 17.7 degrees or more
+        self.assertLess(tilted(0.0), 0.05)
+        self.assertLess(tilted(12.0), 0.05)
+        self.assertGreater(tilted(30.0), 0.3)  # 41% of +-30 degrees
+
 
 if __name__ == "__main__":
     unittest.main()

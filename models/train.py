@@ -56,13 +56,15 @@ def make_arch(task: str, trunk: str, input_size: int = 48) -> Arch:
 
 
 def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
-            framing: dict[str, float] | None = None) -> torch.Tensor:
+            framing: dict[str, float] | None = None, roll: float = 12.0) -> torch.Tensor:
     """Random affine (flip, rotation, scale, shift), photometric jitter and cutout, batched.
 
     x is N x C x H x W in [0, 1], grey or Y, Cb, Cr. Pixels pulled from outside the
     image are mid grey (0.5 in every channel, neutral chroma included), as the Go
     pipeline fills crops that reach past the frame. With `framing` (robust.framing_jitter),
     the zoom and shift follow the spread of the detector's boxes instead of uniform ranges.
+    The rotation is uniform within +-roll degrees (times strength): pigo finds faces rolled
+    by 20 degrees and more, and the crop is not levelled.
     Brightness and contrast act on
     the grey or luma channel; colour images also get a saturation jitter (chroma
     scaled about neutral), as cameras and white balance differ.
@@ -72,7 +74,7 @@ def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
     def u(lo: float, hi: float) -> torch.Tensor:
         return (torch.rand(n, generator=g) * (hi - lo) + lo).to(dev)
 
-    ang = u(-12, 12) * math.pi / 180 * strength
+    ang = u(-roll, roll) * math.pi / 180 * strength
     if framing is None:
         scale = torch.exp(u(-0.12, 0.12) * strength)  # >1 zooms out
         tx, ty = u(-0.08, 0.08) * strength, u(-0.08, 0.08) * strength
@@ -265,6 +267,8 @@ def main() -> None:
     ap.add_argument("--crop", type=float, help="UTKFace only: the central fraction of its 200x200 aligned crops the "
                     "model sees (default: the --init checkpoint's, else %g)" % data.UTK_CROP)
     ap.add_argument("--aug-strength", type=float, default=1.0, help="scale of the geometric augmentation")
+    ap.add_argument("--roll", type=float, default=12.0, metavar="DEG", help="largest in-plane rotation drawn, in "
+                    "degrees (uniform; scaled by --aug-strength)")
     ap.add_argument("--teacher", type=Path, action="append", default=[],
                     help="distil from this trained checkpoint (repeatable): its mirror-averaged predictions on the "
                     "training images are mixed into the targets of the head it was saved for")
@@ -489,7 +493,7 @@ def main() -> None:
         tot_loss, correct, seen = 0.0, {h: 0 for h in heads}, 0
         for i in range(0, len(perm), args.batch):
             idx = perm[i : i + args.batch]
-            xb = augment(images_tensor(xtr[idx.numpy()]), g, args.aug_strength, framing)
+            xb = augment(images_tensor(xtr[idx.numpy()]), g, args.aug_strength, framing, args.roll)
             if args.occlude:  # drawn on the face before the camera sees it, as the scene does
                 xb = robust.occlude(xb, g, args.occlude)
             if args.camera_aug:
