@@ -264,11 +264,15 @@ def occlude(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
         return (v * (1 + (torch.rand(n, 3, generator=g) * 2 - 1) * tint)).clamp(0, 1)
 
     sel = {k: hit & (kind == i) for i, k in enumerate(OCCLUDERS)}
-    # glasses: two lenses (round to rectangular), a rim, a bridge; tint from clear to sunglasses
+    # glasses: two lenses (round to rectangular), a rim, a bridge; tint from clear to sunglasses.
+    # A lens spans most of the way from the eye's centre to the nose (its half-width is
+    # 0.55-0.9 of the eye's offset dx) and is a little over half as tall as it is wide:
+    # sizes tied to the eyes, as on faces, rather than drawn apart from them.
     m = sel["glasses"]
     if m.any():
         ey, dx = _u(g, 0.32, 0.48, n), _u(g, 0.13, 0.22, n)
-        ax, ay = _u(g, 0.08, 0.14, n), _u(g, 0.05, 0.09, n)
+        ax = dx * _u(g, 0.55, 0.9, n)
+        ay = ax * _u(g, 0.5, 0.8, n)
         power = torch.where(torch.rand(n, generator=g) < 0.5, 2.0, 4.0)
         rim = 1 - _u(g, 0.12, 0.45, n).view(-1, 1, 1)
         frame, lens = grey(0.0, 0.4), grey(0.0, 0.25)
@@ -286,7 +290,7 @@ def occlude(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
         skin = (centre * _u(g, 0.85, 1.2, n).view(n, 1)).clamp(0, 1)
         cx = 0.5 + (torch.rand(n, generator=g) * 2 - 1) * 0.3
         cy = _u(g, 0.6, 0.95, n)
-        ax, ay = _u(g, 0.14, 0.3, n), _u(g, 0.1, 0.22, n)
+        ax, ay = _u(g, 0.16, 0.38, n), _u(g, 0.1, 0.26, n)  # a palm is about half a face wide
         d = _ellipse_d(h, w, cx, cy, ax, ay)
         paint((d <= 1) & m.view(-1, 1, 1), skin)
         paint((d > 0.75) & (d <= 1) & m.view(-1, 1, 1), skin * 0.8)
