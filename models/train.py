@@ -55,8 +55,12 @@ def make_arch(task: str, trunk: str, input_size: int = 48) -> Arch:
     return Arch(input_size=input_size, stages=TRUNKS[trunk], heads=HEADS[task], dropout=0.3)
 
 
+# The largest in-plane rotation augment draws unless told (--roll), in degrees.
+ROLL_DEG = 12.0
+
+
 def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
-            framing: dict[str, float] | None = None, roll: float = 12.0) -> torch.Tensor:
+            framing: dict[str, float] | None = None, roll: float = ROLL_DEG) -> torch.Tensor:
     """Random affine (flip, rotation, scale, shift), photometric jitter and cutout, batched.
 
     x is N x C x H x W in [0, 1], grey or Y, Cb, Cr. Pixels pulled from outside the
@@ -267,7 +271,7 @@ def main() -> None:
     ap.add_argument("--crop", type=float, help="UTKFace only: the central fraction of its 200x200 aligned crops the "
                     "model sees (default: the --init checkpoint's, else %g)" % data.UTK_CROP)
     ap.add_argument("--aug-strength", type=float, default=1.0, help="scale of the geometric augmentation")
-    ap.add_argument("--roll", type=float, default=12.0, metavar="DEG", help="largest in-plane rotation drawn, in "
+    ap.add_argument("--roll", type=float, default=ROLL_DEG, metavar="DEG", help="largest in-plane rotation drawn, in "
                     "degrees (uniform; scaled by --aug-strength)")
     ap.add_argument("--teacher", type=Path, action="append", default=[],
                     help="distil from this trained checkpoint (repeatable): its mirror-averaged predictions on the "
