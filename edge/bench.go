@@ -105,12 +105,14 @@ func stageOrder(s string) int {
 		return 0
 	case s == "detect":
 		return 1
-	case s == "crop":
+	case s == "level":
 		return 2
-	case strings.HasPrefix(s, "classify/"):
+	case s == "crop":
 		return 3
+	case strings.HasPrefix(s, "classify/"):
+		return 4
 	}
-	return 4
+	return 5
 }
 
 func defaultModelsDir() string {
@@ -174,7 +176,7 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 	if err != nil {
 		return nil, err
 	}
-	var detect, crop []time.Duration
+	var detect, level, crop []time.Duration
 	classify := make([][]time.Duration, len(models))
 	var boxes []pipeline.Box
 	probs := make([][]float32, len(models))
@@ -193,6 +195,11 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 		detect = append(detect, time.Since(t0))
 		for _, b := range boxes {
 			rep.Faces++
+			// Per face, as the labeler does before it crops (a no-op with
+			// levelling off).
+			t0 := time.Now()
+			b = det.Level(f.luma, f.w, f.h, b)
+			level = append(level, time.Since(t0))
 			for i, meta := range metas {
 				t0 := time.Now()
 				buf := crops[i].Crop(f.luma, f.w, f.h, f.img, b, framingOf(meta))
@@ -208,6 +215,7 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 		}
 	}
 	rep.Stages["detect"] = newStageStats(detect)
+	rep.Stages["level"] = newStageStats(level)
 	rep.Stages["crop"] = newStageStats(crop)
 	for i, meta := range metas {
 		rep.Stages["classify/"+meta.Task] = newStageStats(classify[i])

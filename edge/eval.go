@@ -378,7 +378,9 @@ func (c *faceClassifier) classify(luma []byte, w, h int, img image.Image) int {
 
 // framingOf converts a model's framing metadata into the pipeline's type.
 func framingOf(m tflite.Meta) pipeline.Framing {
-	return pipeline.Framing{Scale: m.Framing.Scale, OffsetX: m.Framing.OffsetX, OffsetY: m.Framing.OffsetY}
+	// A conversion, not a copy of fields: a field added to one type and not
+	// the other (Level was) fails to compile instead of being dropped.
+	return pipeline.Framing(m.Framing)
 }
 
 func (r *evalResult) record(j evalJob, pred int) {

@@ -394,6 +394,8 @@ func (w *cameraWorker) run(j cameraJob, conds []scene.Condition, seed uint64) ca
 		if pipeline.HasColor(fr.Image) {
 			img = fr.Image
 		}
+		// As the pipeline does before it crops a face.
+		box = w.detector.Level(fr.Luma, scene.Width, scene.Height, box)
 		for t, task := range w.tasks {
 			crop := task.crop.Crop(fr.Luma, scene.Width, scene.Height, img, box, framingOf(task.meta))
 			if err := task.face.ClassifyFace(crop, task.probs); err != nil {

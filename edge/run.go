@@ -233,6 +233,7 @@ func stdoutIf(on bool, w io.Writer) io.Writer {
 func pipelineConfig(cfg Config) pipeline.Config {
 	p := pipeline.DefaultConfig()
 	p.Detector.MinSize = cfg.MinFace
+	p.Detector.Level = cfg.LevelFaces
 	p.Classify.Tasks = slices.Clone(cfg.Tasks)
 	p.Classify.Every = cfg.ClassEvery
 	p.Classify.MinFaceSize = float64(max(cfg.MinFace, cfg.ClassifyMinFace))

@@ -189,6 +189,11 @@ type Labeler struct {
 	// color: a task takes colour crops, so frames' chroma is needed;
 	// warned: it was logged that such a task ran on a frame without colour.
 	color, warned bool
+	// level sets a face's roll before it is cropped ([Detector.Level]);
+	// nil leaves faces upright. levels: a task's framing asks for level
+	// crops, so the roll is worth finding.
+	level  func(luma []byte, w, h int, b Box) Box
+	levels bool
 }
 
 // NewLabeler validates cfg and the models' metadata and selects the models of
@@ -240,6 +245,7 @@ func NewLabeler(cfg ClassifyConfig, models []Classifier, log *slog.Logger) (*Lab
 		})
 		l.sample = append(l.sample, make([]float32, n))
 		l.color = l.color || meta.Input.Color == tflite.ColorYCbCr
+		l.levels = l.levels || meta.Framing.Level
 	}
 	return l, nil
 }
@@ -326,6 +332,9 @@ func (l *Labeler) classify(p *Person, luma []byte, w, h int, img image.Image, b 
 		// Once: a grey camera stays grey, and a warning per face would flood the log.
 		l.warned = true
 		l.log.Warn("a colour model runs on frames without colour; it sees neutral chroma (Cb = Cr = 128)")
+	}
+	if l.level != nil && l.levels {
+		b = l.level(luma, w, h, b)
 	}
 	for i, t := range l.tasks {
 		crop := t.crop.Crop(luma, w, h, img, b, t.Framing)

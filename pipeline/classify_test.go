@@ -278,6 +278,46 @@ func TestLabelerCropFraming(t *testing.T) {
 	if string(m.last) != string(want) {
 		t.Fatalf("model input %v, want the framed crop %v", m.last, want)
 	}
+
+}
+
+// TestLabelerLevel: with a leveler (pipeline.New wires Detector.Level in) a
+// model whose framing asks for level crops gets the face turned by the roll
+// the leveler found, a model trained on unaligned faces gets it upright, the
+// person's box (which the preview draws) stays as detected, and a labeler
+// with no levelling model does not spend time on the roll.
+func TestLabelerLevel(t *testing.T) {
+	w, h := 100, 100
+	luma := ramp(w, h)
+	age, emo := newFake("age", ageLabels), newFake("emotion", emotionLabels)
+	age.meta.Framing.Level = true
+	calls := 0
+	level := func(_ []byte, _, _ int, b Box) Box { calls++; b.Roll = 0.4; return b }
+	l := newTestLabeler(t, ClassifyConfig{Every: 1, MinClassifications: 1}, age, emo)
+	l.level = level
+	tr := confirmed(1, 50, 64)
+	r := l.Update(luma, w, h, nil, []*Track{tr}, nil)
+	turned := tr.Box
+	turned.Roll = 0.4
+	if want := Crop(luma, w, h, turned, Framing{Scale: 1.25, OffsetY: 0.05, Level: true}, 8, 8, nil); string(age.last) != string(want) {
+		t.Fatalf("levelling model's input %v, want the turned crop %v", age.last, want)
+	}
+	if want := Crop(luma, w, h, tr.Box, Framing{Scale: 1.25, OffsetY: 0.05}, 8, 8, nil); string(emo.last) != string(want) {
+		t.Fatalf("upright model's input %v, want the upright crop %v", emo.last, want)
+	}
+	if got := r.Active[0].Box; got != tr.Box {
+		t.Fatalf("person's box %+v, want the detection %+v", got, tr.Box)
+	}
+	if calls != 1 {
+		t.Fatalf("leveler called %d times for one face, want 1", calls)
+	}
+
+	l = newTestLabeler(t, ClassifyConfig{Every: 1, MinClassifications: 1}, newFake("emotion", emotionLabels))
+	l.level = level
+	l.Update(luma, w, h, nil, []*Track{confirmed(1, 50, 64)}, nil)
+	if calls != 1 {
+		t.Fatal("leveler called for a labeler whose models all take upright crops")
+	}
 }
 
 func TestLabelerFailure(t *testing.T) {

@@ -20,6 +20,7 @@ type Cropper struct {
 	out       []byte
 	y, cb, cr []byte    // a colour crop's planes, before interleaving
 	conv      [2][]byte // Cb and Cr of a picture without planes, crop region only
+	grid      []byte    // a turned crop's upright square (cropFrom)
 }
 
 // NewCropper makes crops of the model input in.
@@ -43,25 +44,32 @@ func (c *Cropper) Color() bool { return c.color }
 // other types are converted with color.YCbCrModel, over the crop only.
 func (c *Cropper) Crop(luma []byte, w, h int, img image.Image, box Box, f Framing) []byte {
 	if !c.color {
-		c.out = Crop(luma, w, h, box, f, c.w, c.h, c.out)
+		c.out = c.grey(luma, w, h, box, f, c.out)
 		return c.out
 	}
-	c.y = Crop(luma, w, h, box, f, c.w, c.h, c.y)
-	x0, y0, side, ok := cropSquare(box, f)
+	c.y = c.grey(luma, w, h, box, f, c.y)
+	g, ok := cropGrid(box, f, c.w, c.h)
 	var cb, cr plane
 	var sx, sy float64
 	if ok && len(luma) >= w*h {
-		cb, cr, sx, sy, ok = c.chroma(img, w, h, cropRegion(x0, y0, side, w, h))
+		cb, cr, sx, sy, ok = c.chroma(img, w, h, cropRegion(g.x0, g.y0, g.side, w, h))
 	}
 	if !ok {
 		c.cb = fill(c.cb, c.w, c.h, outside)
 		c.cr = fill(c.cr, c.w, c.h, outside)
 		return c.interleave()
 	}
-	kx, ky := side/float64(c.w), side/float64(c.h)
-	c.cb = resample(cb, x0*sx, y0*sy, kx*sx, ky*sy, c.w, c.h, false, c.cb)
-	c.cr = resample(cr, x0*sx, y0*sy, kx*sx, ky*sy, c.w, c.h, false, c.cr)
+	c.cb = cropFrom(cb, sx, sy, box, f, c.w, c.h, &c.grid, c.cb)
+	c.cr = cropFrom(cr, sx, sy, box, f, c.w, c.h, &c.grid, c.cr)
 	return c.interleave()
+}
+
+// grey is [Crop] into dst with the Cropper's own scratch for turned boxes.
+func (c *Cropper) grey(luma []byte, w, h int, box Box, f Framing, dst []byte) []byte {
+	if len(luma) < w*h {
+		return fill(dst, c.w, c.h, outside)
+	}
+	return cropFrom(greyPlane(luma, w, h), 1, 1, box, f, c.w, c.h, &c.grid, dst)
 }
 
 // interleave packs the crop's Y, Cb and Cr planes into c.out, pixel by pixel.

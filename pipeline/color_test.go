@@ -166,7 +166,8 @@ func TestCropperColor(t *testing.T) {
 					t.Fatalf("%d bytes, want %d", len(got), len(want))
 				}
 				grey := Crop(luma, cw, ch, b.box, f, b.outW, b.outH, nil)
-				x0, y0, side, _ := cropSquare(b.box, f)
+				g, _ := cropGrid(b.box, f, b.outW, b.outH)
+				x0, y0, side := g.x0, g.y0, g.side
 				for i := range grey {
 					if got[3*i] != grey[i] {
 						t.Fatalf("Y of pixel %d = %d, want Crop's %d", i, got[3*i], grey[i])
@@ -273,23 +274,46 @@ func TestCropperGrey(t *testing.T) {
 	}
 }
 
+// TestCropperTurned: a turned box's colour crop reads Cb and Cr turned the
+// same way as Y. In a 4:4:4 picture each chroma plane is a full-resolution
+// grey image, so its crop must be Crop's of that plane, byte for byte.
+func TestCropperTurned(t *testing.T) {
+	im := testYCbCr(image.YCbCrSubsampleRatio444)
+	c := NewCropper(tflite.InputSpec{Width: 16, Height: 16, Channels: 3, Color: tflite.ColorYCbCr})
+	box, f := Box{X: 31, Y: 23, S: 26, Roll: 0.3}, Framing{Scale: 1.2, OffsetX: 0.05, OffsetY: 0.08, Level: true}
+	got := c.Crop(im.Y, cw, ch, im, box, f)
+	for k, p := range [][]byte{im.Y, im.Cb, im.Cr} {
+		want := Crop(p, cw, ch, box, f, 16, 16, nil)
+		for i, v := range want {
+			if got[3*i+k] != v {
+				t.Fatalf("channel %d, pixel %d: %d, want %d", k, i, got[3*i+k], v)
+			}
+		}
+	}
+	if upright := Crop(im.Y, cw, ch, Box{X: 31, Y: 23, S: 26}, f, 16, 16, nil); slices.Equal(upright, Crop(im.Y, cw, ch, box, f, 16, 16, nil)) {
+		t.Fatal("the turned crop equals the upright one: the test cannot tell")
+	}
+}
+
 // TestCropperNoAllocs: once its buffers have grown, a colour crop allocates
-// nothing, for every kind of picture cameras deliver.
+// nothing, for every kind of picture cameras deliver, upright or turned.
 func TestCropperNoAllocs(t *testing.T) {
 	luma := testLuma()
 	c := NewCropper(tflite.InputSpec{Width: 48, Height: 48, Channels: 3, Color: tflite.ColorYCbCr})
-	box, f := Box{X: 30, Y: 22, S: 24}, Framing{Scale: 1.25, OffsetY: 0.05}
+	f := Framing{Scale: 1.25, OffsetY: 0.05, Level: true}
 	var mirrored []byte
 	for _, img := range []image.Image{nil, testYCbCr(image.YCbCrSubsampleRatio420), testYUYV(), testRGB()} {
-		t.Run(fmt.Sprintf("%T", img), func(t *testing.T) {
-			n := testing.AllocsPerRun(10, func() {
-				crop := c.Crop(luma, cw, ch, img, box, f)
-				mirrored = Mirror(crop, 48, 48, 3, mirrored)
+		for _, box := range []Box{{X: 30, Y: 22, S: 24}, {X: 30, Y: 22, S: 24, Roll: -0.35}} {
+			t.Run(fmt.Sprintf("%T/roll %v", img, box.Roll), func(t *testing.T) {
+				n := testing.AllocsPerRun(10, func() {
+					crop := c.Crop(luma, cw, ch, img, box, f)
+					mirrored = Mirror(crop, 48, 48, 3, mirrored)
+				})
+				if n != 0 {
+					t.Fatalf("Crop+Mirror: %v allocations, want 0", n)
+				}
 			})
-			if n != 0 {
-				t.Fatalf("Crop+Mirror: %v allocations, want 0", n)
-			}
-		})
+		}
 	}
 }
 

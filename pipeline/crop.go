@@ -7,12 +7,16 @@ import (
 )
 
 // Framing places a model's input square relative to a detection box, as
-// stored in each model's metadata (CONTRACTS.md, "Face framing contract").
+// stored in each model's metadata (the README's "Face framing").
 type Framing struct {
 	// Scale is the side of the crop in units of the box side.
 	Scale float64
 	// OffsetX and OffsetY move the crop centre, in units of the box side.
 	OffsetX, OffsetY float64
+	// Level cuts the crop turned by the box's Roll, offsets included, so
+	// the face comes out level: for models trained on aligned faces. Without
+	// it a box's Roll is ignored.
+	Level bool
 }
 
 // Validate reports whether the framing can produce a crop.
@@ -35,30 +39,111 @@ const outside = 128
 // capacity). It implements the framing contract: the crop is the square of
 // side f.Scale*box.S centred at (box.X+f.OffsetX*box.S, box.Y+f.OffsetY*box.S);
 // pixels outside the frame are 128; each axis is area-averaged when shrinking
-// and bilinearly interpolated when enlarging.
+// and bilinearly interpolated when enlarging. With f.Level, a box with a Roll
+// is cut turned by it, offsets included, so that the face comes out level
+// (see [cropFrom]).
 //
 // Coordinates are continuous (pixel i covers [i, i+1)), values are rounded to
 // the nearest integer. An image shorter than w*h bytes or an empty box gives an
 // all-grey crop; outW or outH < 1 gives an empty slice.
 func Crop(luma []byte, w, h int, box Box, f Framing, outW, outH int, dst []byte) []byte {
-	x0, y0, side, ok := cropSquare(box, f)
-	if !ok || len(luma) < w*h {
+	var scratch []byte
+	if len(luma) < w*h {
 		return fill(dst, outW, outH, outside)
 	}
-	return resample(greyPlane(luma, w, h), x0, y0, side/float64(outW), side/float64(outH), outW, outH, false, dst)
+	return cropFrom(greyPlane(luma, w, h), 1, 1, box, f, outW, outH, &scratch, dst)
 }
 
-// cropSquare returns the top-left corner and the side of the framing
-// contract's square for box, in frame pixels; ok is false when there is no
-// such square (empty box, NaN or infinite values).
-func cropSquare(box Box, f Framing) (x0, y0, side float64, ok bool) {
-	side = f.Scale * box.S
-	cx := box.X + f.OffsetX*box.S
-	cy := box.Y + f.OffsetY*box.S
-	if !(side > 0) || math.IsInf(side, 0) || math.IsNaN(cx) || math.IsNaN(cy) {
-		return 0, 0, 0, false
+// cropFrom resamples the framing contract's square for box out of src, a
+// plane whose pixel coordinates are the frame's scaled by (sx, sy) (1, 1 for
+// luma; less for subsampled chroma), to outW x outH pixels in dst.
+//
+// An upright box (Roll 0) is resampled directly. A turned one is cut in two
+// steps: the upright square around it is resampled into *scratch at the
+// output's pixel pitch (area-averaged, so shrinking does not alias), and the
+// output's pixel centres, turned by Roll about the crop's centre, are read
+// from it bilinearly.
+func cropFrom(src plane, sx, sy float64, box Box, f Framing, outW, outH int, scratch *[]byte, dst []byte) []byte {
+	g, ok := cropGrid(box, f, outW, outH)
+	if !ok {
+		return fill(dst, outW, outH, outside)
 	}
-	return cx - side/2, cy - side/2, side, true
+	if g.roll == 0 {
+		return resample(src, g.x0*sx, g.y0*sy, g.kx*sx, g.ky*sy, outW, outH, false, dst)
+	}
+	*scratch = resample(src, g.x0*sx, g.y0*sy, g.k*sx, g.k*sy, g.m, g.m, false, *scratch)
+	return turn(*scratch, g, outW, outH, dst)
+}
+
+// grid is the upright square of the frame a crop reads, from (x0, y0) with
+// side: the crop's own square for an upright crop, with pixel pitch kx, ky;
+// for one turned by roll the square around it, resampled to m x m pixels of
+// pitch k with a pixel to spare on every side.
+type grid struct {
+	x0, y0, side float64
+	kx, ky       float64
+	roll         float64
+	k            float64
+	m            int
+	crop         float64 // the crop square's side
+}
+
+// cropGrid returns the grid for box; ok is false when there is no crop
+// square (empty box, NaN or infinite values).
+func cropGrid(box Box, f Framing, outW, outH int) (grid, bool) {
+	var roll float64
+	if f.Level {
+		roll = box.Roll
+	}
+	side := f.Scale * box.S
+	sin, cos := math.Sincos(roll)
+	u, v := f.OffsetX*box.S, f.OffsetY*box.S
+	cx, cy := box.X+u, box.Y+v
+	if roll != 0 {
+		// The framing offsets are along the face's own axes.
+		cx, cy = box.X+cos*u-sin*v, box.Y+sin*u+cos*v
+	}
+	if !(side > 0) || math.IsInf(side, 0) || math.IsNaN(cx) || math.IsNaN(cy) || math.IsNaN(roll) || math.IsInf(roll, 0) || outW < 1 || outH < 1 {
+		return grid{}, false
+	}
+	g := grid{x0: cx - side/2, y0: cy - side/2, side: side, crop: side, roll: roll,
+		kx: side / float64(outW), ky: side / float64(outH)}
+	if roll == 0 {
+		return g, true
+	}
+	g.k = min(g.kx, g.ky)
+	g.m = int(math.Ceil(side*(math.Abs(cos)+math.Abs(sin))/g.k)) + 2
+	g.side = float64(g.m) * g.k
+	g.x0, g.y0 = cx-g.side/2, cy-g.side/2
+	return g, true
+}
+
+// turn reads the outW x outH crop turned by the grid's roll out of its m x m
+// pixels, bilinearly at each output pixel's centre.
+func turn(pix []byte, g grid, outW, outH int, dst []byte) []byte {
+	dst = grow(dst, outW*outH)
+	sin, cos := math.Sincos(g.roll)
+	mid := float64(g.m) / 2
+	at := func(x, y int) float64 {
+		if x < 0 || y < 0 || x >= g.m || y >= g.m {
+			return outside
+		}
+		return float64(pix[y*g.m+x])
+	}
+	for j := range outH {
+		v := ((float64(j)+0.5)*g.ky - g.crop/2) / g.k
+		for i := range outW {
+			u := ((float64(i)+0.5)*g.kx - g.crop/2) / g.k
+			x := mid + cos*u - sin*v - 0.5
+			y := mid + sin*u + cos*v - 0.5
+			x0, y0 := math.Floor(x), math.Floor(y)
+			tx, ty := x-x0, y-y0
+			ix, iy := int(x0), int(y0)
+			val := (at(ix, iy)*(1-tx)+at(ix+1, iy)*tx)*(1-ty) + (at(ix, iy+1)*(1-tx)+at(ix+1, iy+1)*tx)*ty
+			dst[j*outW+i] = byte(min(max(math.Floor(val+0.5), 0), 255))
+		}
+	}
+	return dst
 }
 
 // ResizeGray resizes the whole w x h grey image src to outW x outH with the

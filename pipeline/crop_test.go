@@ -222,3 +222,75 @@ func TestCropReusesDst(t *testing.T) {
 		t.Fatal("Crop did not write into dst")
 	}
 }
+
+// pattern is a smooth test scene, in continuous frame coordinates.
+func pattern(x, y float64) float64 {
+	return 128 + 50*math.Sin(x/9)*math.Cos(y/7) + 0.3*(x-y)
+}
+
+// render draws pattern over a w x h frame turned by roll about (cx, cy): the
+// point at offset (u, v) from the centre of the upright scene appears at
+// (cx, cy) + R(roll)·(u, v), as a head tilted by roll would.
+func render(w, h int, cx, cy, roll float64) []byte {
+	sin, cos := math.Sincos(roll)
+	img := make([]byte, w*h)
+	for y := range h {
+		for x := range w {
+			dx, dy := float64(x)+0.5-cx, float64(y)+0.5-cy
+			img[y*w+x] = byte(math.Round(pattern(cx+cos*dx+sin*dy, cy-sin*dx+cos*dy)))
+		}
+	}
+	return img
+}
+
+// TestCropTurned checks that a box's Roll undoes the turn of the scene: the
+// crop of a turned scene with the turn as Roll matches the crop of the
+// upright scene, framing offsets included (they follow the face's axes).
+func TestCropTurned(t *testing.T) {
+	const w, h, cx, cy = 200, 160, 97.3, 81.6
+	upright := render(w, h, cx, cy, 0)
+	for _, tt := range []struct {
+		name string
+		deg  float64
+		side float64
+		f    Framing
+		out  int
+	}{
+		{"shrink 10°", 10, 80, Framing{Scale: 1.2, OffsetY: 0.08, Level: true}, 48},
+		{"shrink -20° offset", -20, 90, Framing{Scale: 1.1, OffsetX: 0.1, OffsetY: -0.1, Level: true}, 32},
+		{"enlarge 25°", 25, 40, Framing{Scale: 1, Level: true}, 64},
+		{"quarter turn", 90, 70, Framing{Scale: 1, OffsetY: 0.1, Level: true}, 48},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			roll := tt.deg * degree
+			want := Crop(upright, w, h, Box{X: cx, Y: cy, S: tt.side}, tt.f, tt.out, tt.out, nil)
+			got := Crop(render(w, h, cx, cy, roll), w, h, Box{X: cx, Y: cy, S: tt.side, Roll: roll}, tt.f, tt.out, tt.out, nil)
+			var sum, worst float64
+			for i := range want {
+				d := math.Abs(float64(got[i]) - float64(want[i]))
+				sum += d
+				worst = max(worst, d)
+			}
+			// Two resamplings (the turned scene, then the crop) against one:
+			// the difference is interpolation error, not misplacement, which
+			// would be tens of levels on this pattern.
+			if mean := sum / float64(len(want)); mean > 1.5 || worst > 10 {
+				t.Fatalf("turned crop differs from the upright one by %.2f on average, %v at worst", mean, worst)
+			}
+			unlevelled := Crop(render(w, h, cx, cy, roll), w, h, Box{X: cx, Y: cy, S: tt.side}, tt.f, tt.out, tt.out, nil)
+			var off float64
+			for i := range want {
+				off += math.Abs(float64(unlevelled[i]) - float64(want[i]))
+			}
+			if off/float64(len(want)) < 5 {
+				t.Fatalf("the upright crop of the turned scene is as close (%.2f): the test cannot tell", off/float64(len(want)))
+			}
+			// A framing without Level ignores the roll.
+			f := tt.f
+			f.Level = false
+			if ignored := Crop(render(w, h, cx, cy, roll), w, h, Box{X: cx, Y: cy, S: tt.side, Roll: roll}, f, tt.out, tt.out, nil); !slices.Equal(ignored, unlevelled) {
+				t.Fatal("a framing without Level turned the crop")
+			}
+		})
+	}
+}

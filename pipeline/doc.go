@@ -2,9 +2,10 @@
 //
 // A frame's luma plane goes through the [Detector] (pigo), the detections
 // through the [Tracker] (which turns per-frame boxes into people with stable
-// IDs), confirmed people through the [Labeler] (which crops each face with
-// [Crop] and runs the enabled classifiers on it every few frames, keeping a
-// running mean of the probabilities per person) and finally into the
+// IDs), confirmed people through the [Labeler] (which levels each face with
+// [Detector.Level], crops it with [Crop] and runs the enabled classifiers on
+// it every few frames, keeping a running mean of the probabilities per
+// person) and finally into the
 // [Aggregator], which turns everything into one privacy-preserving stats
 // window ([mqtt.Stats]) per publish interval. [Pipeline] wires the stages to
 // a frame [Source] and a [Sink].

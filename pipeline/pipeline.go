@@ -227,6 +227,7 @@ func New(cfg Config, src Source, models []Classifier, sink Sink, opts ...Option)
 	if p.labeler, err = NewLabeler(cfg.Classify, models, p.log); err != nil {
 		return nil, err
 	}
+	p.labeler.level = p.det.Level
 	if p.agg, err = NewAggregator(cfg.aggregator(), p.labeler.Tasks(), time.Time{}); err != nil {
 		return nil, err
 	}

@@ -243,8 +243,8 @@ func (info Info) WriteText(w io.Writer) error {
 		p("task: %s (metadata schema %d)\n", m.Task, m.Schema)
 		p("labels (%d): %s\n", len(m.Labels), strings.Join(m.Labels, ", "))
 		p("input: %dx%d %s, %d channel(s)\n", m.Input.Width, m.Input.Height, m.Input.Color, m.Input.Channels)
-		p("framing: scale %g, offset x %g, y %g; flip average %t; dataset crop %g\n",
-			m.Framing.Scale, m.Framing.OffsetX, m.Framing.OffsetY, m.FlipAverage, m.DatasetCrop)
+		p("framing: scale %g, offset x %g, y %g, level %t; flip average %t; dataset crop %g\n",
+			m.Framing.Scale, m.Framing.OffsetX, m.Framing.OffsetY, m.Framing.Level, m.FlipAverage, m.DatasetCrop)
 		if len(m.Training) > 0 {
 			var kv []string
 			for _, k := range slices.Sorted(maps.Keys(m.Training)) {

@@ -105,7 +105,7 @@ func TestInspectFixture(t *testing.T) {
 		"task: tiny",
 		"labels (4): a, b, c, d",
 		"input: 5x6 gray",
-		"framing: scale 1.25, offset x 0, y 0.05; flip average true; dataset crop 0.8",
+		"framing: scale 1.25, offset x 0, y 0.05, level false; flip average true; dataset crop 0.8",
 		"training: data=none, val_accuracy_float=0.5",
 		`input tensor:  #0 "input" [1 6 5 1] INT8, per-tensor scale 0.00392157 zp -128`,
 		"operators (4): CONV_2D x1, RESHAPE x1, FULLY_CONNECTED x1, SOFTMAX x1",

@@ -71,10 +71,13 @@ func Channels(c string) int {
 
 // Framing places the model's square crop relative to a detected face box of
 // side s centred at (cx, cy): side Scale*s, centre (cx+OffsetX*s, cy+OffsetY*s).
+// Level asks for the crop turned by the face's roll, for models trained on
+// faces aligned with their eyes level (UTKFace's); absent means upright.
 type Framing struct {
 	Scale   float64 `json:"scale"`
 	OffsetX float64 `json:"offset_x"`
 	OffsetY float64 `json:"offset_y"`
+	Level   bool    `json:"level,omitempty"`
 }
 
 // clone returns a copy that shares no slice or map with m, so a Model can
