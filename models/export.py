@@ -4,7 +4,7 @@
         [--out models/<head>.tflite] [--framing models/framing.json] [--calib 2000] [--pool mean|avg]
     /usr/bin/python3 models/export.py --tiny tflite/testdata/tiny.tflite   # Go test fixture
 
-What it does (see .plan/CONTRACTS.md and ../shared/notes/tflite-2.9-facts.md):
+What it does (see the README's "Face framing" and ../shared/notes/tflite-2.9-facts.md):
 1. loads the checkpoint written by models/train.py, rebuilds EdgeNet, folds BatchNorm into the
    conv weights and bias and keeps one head;
 2. calibrates per-tensor asymmetric int8 activation ranges on N training images (for every
@@ -84,6 +84,10 @@ CALIB_IMAGES = 2000  # training images for the activation ranges
 INPUT_SCALE, INPUT_ZP = 1.0 / 255.0, -128
 SOFTMAX_SCALE, SOFTMAX_ZP = 1.0 / 256.0, -128
 DEFAULT_FRAMING = {"scale": 1.0, "offset_x": 0.0, "offset_y": 0.0}
+# Heads trained on UTKFace's aligned crops (dlib put the eyes level) ask edge to cut their crops
+# turned by the face's roll ("level" in the framing; pipeline.Framing.Level); FER2013's crops
+# were never aligned, and levelling them measured worse on the camera validation (model card).
+LEVEL_HEADS = frozenset({"age", "gender"})
 # Operator versions we write: the int8 variants, all within 2.9's upper bounds.
 OP_VERSIONS = {
     BuiltinOperator.CONV_2D: 3,  # int8 per-channel
@@ -944,11 +948,14 @@ def rewrite_metadata(g: Graph, out: Path, task: str, meta: bytes) -> int:
 def load_framing(path: Path, head: str) -> dict:
     try:
         fr = json.loads(path.read_text())[head]
-        return {"scale": float(fr["scale"]), "offset_x": float(fr["offset_x"]), "offset_y": float(fr["offset_y"])}
+        framing = {"scale": float(fr["scale"]), "offset_x": float(fr["offset_x"]), "offset_y": float(fr["offset_y"])}
     except (OSError, KeyError, ValueError, TypeError) as e:
         print(f"WARNING: no framing for {head!r} in {path} ({type(e).__name__}: {e}); "
               f"using {DEFAULT_FRAMING}", file=sys.stderr)
-        return dict(DEFAULT_FRAMING)
+        framing = dict(DEFAULT_FRAMING)
+    if head in LEVEL_HEADS:
+        framing["level"] = True
+    return framing
 
 
 def load_head_data(head: str, split: str, size: int, crop: float,

@@ -1,6 +1,7 @@
 """Add the sha256 digest to the "edge" metadata of .tflite files exported before digests.
 
     /usr/bin/python3 models/stamp.py models/*.tflite [--check]
+    /usr/bin/python3 models/stamp.py --level models/age.tflite models/gender.tflite
 
 The digest (see tflite/digest.go) is the SHA-256 of the whole file with its own 64 hex digits
 written as ASCII zeros, stored as "sha256" in the metadata's compact JSON; edge checks it at
@@ -10,6 +11,10 @@ anything else: the metadata JSON with "sha256" added is appended at the end of t
 aligned, as the exporter aligns buffers) and the metadata buffer's one data offset is pointed at
 it. Every other byte, weights included, stays where it was; the old JSON stays as dead bytes,
 covered by the digest like the rest. --check only verifies.
+
+--level sets "level": true in the framing of files exported before export.py wrote it (heads
+trained on aligned faces, export.LEVEL_HEADS), the same way: new metadata appended, digest
+renewed, every weight byte in place. The file's digest must match first.
 """
 from __future__ import annotations
 
@@ -74,12 +79,15 @@ def verify(blob: bytes) -> str:
     return "ok" if got == d else f"mismatch: metadata says {d}, file is {got}"
 
 
-def restamp(blob: bytes) -> bytes:
-    """blob with the digest added to its metadata, all other bytes unchanged (see the module doc)."""
+def restamp(blob: bytes, level: bool = False) -> bytes:
+    """blob with the digest added to its metadata (and with level, the framing's "level" set),
+    all other bytes unchanged (see the module doc)."""
     if blob[4:8] != b"TFL3":
         raise ValueError("not a TFL3 flatbuffer")
     meta, idx = edge_metadata(blob)
     meta.pop("sha256", None)
+    if level:
+        meta["framing"]["level"] = True
     meta["sha256"] = DIGEST_PLACEHOLDER
     data = json.dumps(meta, separators=(",", ":")).encode()
     m = Model.Model.GetRootAs(blob, 0)
@@ -104,11 +112,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--check", action="store_true", help="only verify the digests")
+    ap.add_argument("--level", action="store_true", help='set "level": true in the framing (digests must match)')
     args = ap.parse_args()
     bad = 0
     for p in args.files:
         blob = p.read_bytes()
         status = verify(blob)
+        if args.level:
+            if status != "ok":
+                print(f"{p}: {status}: refusing to change a file whose digest does not match", file=sys.stderr)
+                bad += 1
+                continue
+            if edge_metadata(blob)[0]["framing"].get("level"):
+                print(f"{p}: framing already level")
+                continue
+            new = restamp(blob, level=True)
+            assert verify(new) == "ok"
+            p.write_bytes(new)
+            print(f"{p}: framing level, sha256 {edge_metadata(new)[0]['sha256']} ({len(blob)} -> {len(new)} bytes)")
+            continue
         if args.check or status == "ok":
             print(f"{p}: {status}")
             bad += status != "ok"

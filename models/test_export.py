@@ -277,6 +277,34 @@ class ExportTest(unittest.TestCase):
             bad[at] ^= 1
             self.assertNotEqual(stamp.verify(bytes(bad)), "ok", f"byte {at} changed unnoticed")
 
+    def test_restamp_level(self) -> None:
+        # --level on a stamped file: the framing gains "level", the digest is renewed, the
+        # weights and the answers stay.
+        import stamp
+        old = self.m.path.read_bytes()
+        self.assertEqual(stamp.verify(old), "ok")
+        new = stamp.restamp(old, level=True)
+        self.assertEqual(stamp.verify(new), "ok")
+        changed = [i for i in range(len(old)) if old[i] != new[i]]
+        self.assertLessEqual(len(changed), 4, "only the metadata buffer's data offset may change")
+        before = E.without_digest(E.read_model(self.m.path)["metadata"]["edge"])
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "m.tflite"
+            p.write_bytes(new)
+            after = E.without_digest(E.read_model(p)["metadata"]["edge"])
+            np.testing.assert_array_equal(E.run_tflite(p, self.m.x[:50]), self.m.q[:50])
+        self.assertEqual(after["framing"], {**before["framing"], "level": True})
+        self.assertEqual({k: v for k, v in after.items() if k != "framing"},
+                         {k: v for k, v in before.items() if k != "framing"})
+
+    def test_framing_level(self) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "framing.json"
+            p.write_text(json.dumps({h: {"scale": 1.1, "offset_x": 0, "offset_y": 0.1} for h in ("age", "emotion")}))
+            self.assertEqual(E.load_framing(p, "age")["level"], True)
+            self.assertNotIn("level", E.load_framing(p, "emotion"))
+            self.assertEqual(E.load_framing(Path(d) / "none.json", "gender")["level"], True)
+
     def test_pool_requantization(self) -> None:
         """The pooling ops' int8 outputs, read from truncated copies of the graph, equal the
         average/max of their int8 inputs requantized by hand (to 1 LSB), on both kernels."""
