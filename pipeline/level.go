@@ -37,7 +37,7 @@ const (
 const (
 	eyeUp, eyeSide, eyeWindow = 0.085, 0.185, 0.4
 	eyeMin, eyeMax            = 0.22, 0.55
-	perturbs                  = 31
+	perturbs                  = 15
 )
 
 // Leveler estimates the in-plane rotation (roll) of a detected face from its
@@ -119,7 +119,8 @@ func parsePuploc(b []byte) (*Leveler, error) {
 // agree with it within levelAgree, or an eye was lost (to an eyebrow, a
 // frame, the edge of the image) and the answer is no answer.
 func (l *Leveler) Roll(luma []byte, w, h int, box Box) (roll float64, ok bool) {
-	if w <= 0 || h <= 0 || len(luma) < w*h || !(box.S > 0) {
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	if w <= 0 || h <= 0 || len(luma) < w*h || !(box.S > 0) || !finite(box.S) || !finite(box.X) || !finite(box.Y) {
 		return 0, false
 	}
 	var prev float64
@@ -151,8 +152,7 @@ func (l *Leveler) pass(luma []byte, w, h int, box Box, a float64) (float64, bool
 	s := eyeWindow * box.S
 	ly, lx = l.locate(luma, w, h, ly, lx, s, sin, cos)
 	ry, rx = l.locate(luma, w, h, ry, rx, s, sin, cos)
-	d := math.Hypot(rx-lx, ry-ly)
-	if d < eyeMin*box.S || d > eyeMax*box.S {
+	if d := math.Hypot(rx-lx, ry-ly); !(d >= eyeMin*box.S && d <= eyeMax*box.S) {
 		return 0, false
 	}
 	return math.Atan2(ry-ly, rx-lx), true
@@ -176,23 +176,20 @@ func (l *Leveler) locate(luma []byte, w, h int, r, c, s, sin, cos float64) (floa
 // displacements); the frame is turned by the angle whose sine and cosine
 // are given, so a tilted face is read as if upright.
 func (l *Leveler) run(luma []byte, w, h int, r, c, s, sin, cos float32) (float32, float32) {
-	pixel := func(dr, dc int8) byte {
-		fr, fc := float32(dr)*s/256, float32(dc)*s/256
-		y := int(r + cos*fr + sin*fc)
-		x := int(c - sin*fr + cos*fc)
-		return luma[min(max(y, 0), h-1)*w+min(max(x, 0), w-1)]
-	}
 	nodes := 4 * (l.depth - 1)
 	tree := 0
 	for range l.stages {
+		// A node offset (dr, dc) lands at (r, c) + (ca*dr + sa*dc, -sa*dr + ca*dc).
+		ca, sa := cos*s/256, sin*s/256
 		var dr, dc float32
 		for range l.trees {
 			code := l.codes[tree*nodes : (tree+1)*nodes]
 			idx := 0
 			for idx < l.depth-1 {
-				n := code[4*idx : 4*idx+4]
+				n := code[4*idx : 4*idx+4 : 4*idx+4]
+				r1, c1, r2, c2 := float32(n[0]), float32(n[1]), float32(n[2]), float32(n[3])
 				bit := 0
-				if pixel(n[0], n[1]) > pixel(n[2], n[3]) {
+				if pixelAt(luma, w, h, r+ca*r1+sa*c1, c-sa*r1+ca*c1) > pixelAt(luma, w, h, r+ca*r2+sa*c2, c-sa*r2+ca*c2) {
 					bit = 1
 				}
 				idx = 2*idx + 1 + bit
@@ -207,4 +204,10 @@ func (l *Leveler) run(luma []byte, w, h int, r, c, s, sin, cos float32) (float32
 		s *= l.shrink
 	}
 	return r, c
+}
+
+// pixelAt is the pixel at (y, x) of the w x h image luma, the nearest edge
+// pixel outside it.
+func pixelAt(luma []byte, w, h int, y, x float32) byte {
+	return luma[min(max(int(y), 0), h-1)*w+min(max(int(x), 0), w-1)]
 }

@@ -98,6 +98,8 @@ func TestLevelerDeclines(t *testing.T) {
 		{"box off the image", flat, Box{X: -500, Y: 900, S: 60}, true},
 		{"empty box", flat, Box{X: 80, Y: 60}, false},
 		{"NaN box", flat, Box{X: 80, Y: 60, S: math.NaN()}, false},
+		{"NaN centre", flat, Box{X: math.NaN(), Y: 60, S: 60}, false},
+		{"infinite box", flat, Box{X: 80, Y: 60, S: math.Inf(1)}, false},
 		{"short buffer", flat[:100], Box{X: 80, Y: 60, S: 60}, false},
 	} {
 		if roll, ok := l.Roll(tt.luma, 160, 120, tt.box); roll != 0 || ok != tt.ok {
