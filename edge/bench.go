@@ -61,7 +61,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	modelsDir := fs.String("models", defaultModelsDir(), "directory of the .tflite models")
 	tasks := fs.String("tasks", "emotion,age,gender", "classifiers to run")
 	threads := fs.Int("threads", 1, "TFLite threads per model")
-	minFace := fs.Int("min-face", pipeline.DefaultDetectorConfig().MinSize, "detector's smallest face side")
+	dcfg := pipeline.DefaultDetectorConfig()
+	fs.IntVar(&dcfg.MinSize, "min-face", dcfg.MinSize, "detector's smallest face side")
+	fs.BoolVar(&dcfg.Level, "level", dcfg.Level, "level tilted faces for the models that ask for it (EDGE_LEVEL_FACES)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -75,7 +77,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeModels()
-	rep, err := bench(ctx, *source, models, *minFace)
+	rep, err := bench(ctx, *source, models, dcfg)
 	if err != nil {
 		return err
 	}
@@ -122,7 +124,7 @@ func defaultModelsDir() string {
 }
 
 // bench times each stage on its own, then the whole pipeline.
-func bench(ctx context.Context, source string, models []pipeline.Classifier, minFace int) (*benchReport, error) {
+func bench(ctx context.Context, source string, models []pipeline.Classifier, dcfg pipeline.DetectorConfig) (*benchReport, error) {
 	rep := &benchReport{Source: source, Stages: map[string]stageStats{},
 		Machine: fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())}
 	src, err := camera.Open(ctx, source, camera.WithFPS(0))
@@ -170,8 +172,6 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 	rep.Size = fmt.Sprintf("%dx%d", frames[0].w, frames[0].h)
 	rep.Stages["decode"] = newStageStats(decode)
 
-	dcfg := pipeline.DefaultDetectorConfig()
-	dcfg.MinSize = minFace
 	det, err := pipeline.NewDetector(dcfg)
 	if err != nil {
 		return nil, err
@@ -189,17 +189,20 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 		faces[i] = pipeline.NewFaceModel(m)
 		crops[i] = pipeline.NewCropper(metas[i].Input)
 	}
+	levels := dcfg.Level && slices.ContainsFunc(metas, func(m tflite.Meta) bool { return m.Framing.Level })
 	for _, f := range frames {
 		t0 := time.Now()
 		boxes = det.Detect(f.luma, f.w, f.h, boxes)
 		detect = append(detect, time.Since(t0))
 		for _, b := range boxes {
 			rep.Faces++
-			// Per face, as the labeler does before it crops (a no-op with
-			// levelling off).
-			t0 := time.Now()
-			b = det.Level(f.luma, f.w, f.h, b)
-			level = append(level, time.Since(t0))
+			// Per face, as the labeler does before it crops when a model
+			// asks for level crops (a no-op with levelling off).
+			if levels {
+				t0 := time.Now()
+				b = det.Level(f.luma, f.w, f.h, b)
+				level = append(level, time.Since(t0))
+			}
 			for i, meta := range metas {
 				t0 := time.Now()
 				buf := crops[i].Crop(f.luma, f.w, f.h, f.img, b, framingOf(meta))
@@ -215,7 +218,9 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, min
 		}
 	}
 	rep.Stages["detect"] = newStageStats(detect)
-	rep.Stages["level"] = newStageStats(level)
+	if levels {
+		rep.Stages["level"] = newStageStats(level)
+	}
 	rep.Stages["crop"] = newStageStats(crop)
 	for i, meta := range metas {
 		rep.Stages["classify/"+meta.Task] = newStageStats(classify[i])
