@@ -143,7 +143,14 @@ func TestRunLeaksNoSecret(t *testing.T) {
 					time.Sleep(100 * time.Millisecond)
 				}
 				for _, path := range []string{"/healthz", "/metrics"} {
+					// The local HTTP server starts after the publisher (it
+					// serves the pipeline's state), so a broker failure can be
+					// logged before it listens.
 					resp, err := http.Get("http://" + addr + path)
+					for try := 0; err != nil && try < 100; try++ {
+						time.Sleep(100 * time.Millisecond)
+						resp, err = http.Get("http://" + addr + path)
+					}
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -183,7 +183,12 @@ func testBrokerDownAtStart(t *testing.T, brokerAddr string) {
 }
 
 // The broker is SIGKILLed in the middle of a stream and restarted (without
-// persistence): every window arrives exactly once and in order.
+// persistence): Subscribe delivers every window exactly once and in order.
+// On the wire, QoS 1 is at-least-once: the one window in flight when the
+// broker died may reach it twice (paho resends it from its store on
+// reconnect, and a Publish caught in the teardown also goes out; seen in
+// about 1 run in 8), which is why payloads carry a window id to
+// deduplicate on (mqtt/README.md). Nothing is skipped or reordered.
 func TestBrokerKilledMidStream(t *testing.T) {
 	skipUnderRace(t)
 	t.Parallel()
@@ -245,8 +250,12 @@ func TestBrokerKilledMidStream(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("Subscribe delivered %v, want 1..%d each once in order", got, total)
 	}
-	if rw := windows(t, raw.wait(t, 5*time.Second, "raw", func(m []rawMsg) bool { return len(m) >= total })); !slices.Equal(rw, want) {
-		t.Fatalf("raw messages carry windows %v, want 1..%d with no duplicate", rw, total)
+	rw := windows(t, raw.wait(t, 5*time.Second, "raw", func(m []rawMsg) bool {
+		ids := windows(t, m)
+		return len(ids) > 0 && ids[len(ids)-1] == total
+	}))
+	if once := slices.Compact(slices.Clone(rw)); !slices.Equal(once, want) || len(rw)-len(once) > 1 {
+		t.Fatalf("raw messages carry windows %v, want 1..%d in order, at most one repeated", rw, total)
 	}
 	if err := p.Flush(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
