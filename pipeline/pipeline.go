@@ -616,7 +616,7 @@ func newMetrics() *metrics {
 		}),
 		classify: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "edge", Subsystem: "pipeline", Name: "classify_face_seconds",
-			Help: "Classification time per face (crop and every enabled model).",
+			Help: "Classification time per face (levelling where a model asks for it, crop and every enabled model).",
 			// 0.2 ms .. ~400 ms: an int8 48x48 model takes ~1 ms per pass.
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 12),
 		}),
