@@ -64,6 +64,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dcfg := pipeline.DefaultDetectorConfig()
 	fs.IntVar(&dcfg.MinSize, "min-face", dcfg.MinSize, "detector's smallest face side")
 	fs.BoolVar(&dcfg.Level, "level", dcfg.Level, "level tilted faces for the models that ask for it (EDGE_LEVEL_FACES)")
+	fs.BoolVar(&dcfg.Turned, "turned", dcfg.Turned, "also scan for heads tilted by 15-35° (EDGE_DETECT_TURNED)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -345,6 +345,7 @@ func detectorFlags(fs *flag.FlagSet) *pipeline.DetectorConfig {
 	fs.Float64Var(&cfg.ScaleFactor, "scale-factor", cfg.ScaleFactor, "detector: window growth per scale step")
 	fs.Float64Var(&cfg.ShiftFactor, "shift-factor", cfg.ShiftFactor, "detector: scan step as a fraction of the window")
 	fs.IntVar(&cfg.MinSize, "min-size", cfg.MinSize, "detector: smallest face side searched")
+	fs.BoolVar(&cfg.Turned, "turned", cfg.Turned, "detector: also scan for heads tilted by 15-35° (EDGE_DETECT_TURNED)")
 	return &cfg
 }
 

@@ -533,6 +533,8 @@ func cameraCmd(ctx context.Context, f evalFlags, o cameraOpts, fs *flag.FlagSet,
 			det.ShiftFactor = f.detector.ShiftFactor
 		case "min-size":
 			det.MinSize = f.detector.MinSize
+		case "turned":
+			det.Turned = f.detector.Turned
 		}
 	})
 	var names []string

@@ -234,6 +234,7 @@ func pipelineConfig(cfg Config) pipeline.Config {
 	p := pipeline.DefaultConfig()
 	p.Detector.MinSize = cfg.MinFace
 	p.Detector.Level = cfg.LevelFaces
+	p.Detector.Turned = cfg.DetectTurned
 	p.Classify.Tasks = slices.Clone(cfg.Tasks)
 	p.Classify.Every = cfg.ClassEvery
 	p.Classify.MinFaceSize = float64(max(cfg.MinFace, cfg.ClassifyMinFace))
