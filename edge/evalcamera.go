@@ -436,8 +436,8 @@ func argmax(p []float32) int {
 func (r *cameraResult) writeText(w io.Writer) error {
 	fmt.Fprintf(w, "camera-realistic validation: %s, %d images (labels: %s), seed %d, %d conditions, %.1f s\n",
 		r.Data, r.Sampled, r.LabelSource, r.Seed, len(r.Conditions), r.Seconds)
-	fmt.Fprintf(w, "detector on the whole 640x480 frame: MinSize %d, ShiftFactor %g, ScaleFactor %g, MinQ %g\n",
-		r.Detector.MinSize, r.Detector.ShiftFactor, r.Detector.ScaleFactor, r.Detector.MinQ)
+	fmt.Fprintf(w, "detector on the whole 640x480 frame: MinSize %d, ShiftFactor %g, ScaleFactor %g, MinQ %g, level %t, turned %t\n",
+		r.Detector.MinSize, r.Detector.ShiftFactor, r.Detector.ScaleFactor, r.Detector.MinQ, r.Detector.Level, r.Detector.Turned)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "condition\tfaces found\t")
 	for _, t := range r.Tasks {
