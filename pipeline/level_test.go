@@ -74,6 +74,7 @@ func TestLevelerRoll(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("levelled %d of %d turned faces found (of 24 turned)", levelled, turned)
 	if turned < 18 || levelled < turned*3/4 {
 		t.Errorf("levelled %d of %d turned faces found (of 24 turned), want at least 18 found and 3/4 of them levelled", levelled, turned)
 	}
