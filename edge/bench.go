@@ -190,7 +190,7 @@ func bench(ctx context.Context, source string, models []pipeline.Classifier, dcf
 		faces[i] = pipeline.NewFaceModel(m)
 		crops[i] = pipeline.NewCropper(metas[i].Input)
 	}
-	levels := dcfg.Level && slices.ContainsFunc(metas, func(m tflite.Meta) bool { return m.Framing.Level })
+	levels := dcfg.Level && levelsAny(metas)
 	for _, f := range frames {
 		t0 := time.Now()
 		boxes = det.Detect(f.luma, f.w, f.h, boxes)

@@ -42,7 +42,7 @@ type Config struct {
 	MinFace         int           `envconfig:"MIN_FACE" default:"48" desc:"smallest face side in pixels the detector looks for (smaller is slower)"`
 	DetectTurned    bool          `envconfig:"DETECT_TURNED" default:"false" desc:"also scan for heads tilted by 15-35 degrees (the face cascade turned by 22.5 degrees either way): finds most heads the upright scan misses, for three times the detection time"`
 	ClassifyMinFace int           `envconfig:"CLASSIFY_MIN_FACE" default:"60" desc:"smallest face side in pixels that is classified; smaller faces are counted as unclassified"`
-	LevelFaces      bool          `envconfig:"LEVEL_FACES" default:"true" desc:"turn tilted heads level for the models trained on aligned faces (age, gender: their framing asks for it), from the eyes (pigo's pupil cascade) confirmed by the face cascade; off saves 1.5-3 ms per classified face"`
+	LevelFaces      bool          `envconfig:"LEVEL_FACES" default:"true" desc:"turn tilted heads level for the models trained on aligned faces (age, gender: their framing asks for it), from the eyes (pigo's pupil cascade) confirmed by the face cascade; off saves 1.4-3 ms per classified face"`
 	ClassEvery      int           `envconfig:"CLASSIFY_EVERY" default:"5" desc:"classify each tracked face at most every N frames"`
 	Threads         int           `envconfig:"THREADS" default:"1" desc:"TFLite threads per model"`
 	ModelsDir       string        `envconfig:"MODELS_DIR" default:"" desc:"directory holding emotion.tflite, age.tflite, gender.tflite (empty: /usr/share/edge/models, else share/edge/models beside the binary's bin/, else ./models)"`

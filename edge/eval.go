@@ -359,7 +359,11 @@ func (c *faceClassifier) classify(luma []byte, w, h int, img image.Image) int {
 			return -1
 		}
 		// Boxes come best first: a data set image holds one person.
-		crop = c.crop.Crop(luma, w, h, img, c.boxes[0], framingOf(c.meta))
+		box := c.boxes[0]
+		if c.meta.Framing.Level {
+			box = c.detector.LevelPadded(box)
+		}
+		crop = c.crop.Crop(luma, w, h, img, box, framingOf(c.meta))
 	} else {
 		// The dataset's crop is the model's framing, less what training trimmed.
 		box := pipeline.Box{X: float64(w) / 2, Y: float64(h) / 2, S: float64(min(w, h))}
@@ -375,6 +379,12 @@ func (c *faceClassifier) classify(luma []byte, w, h int, img image.Image) int {
 		}
 	}
 	return best
+}
+
+// levelsAny reports whether a model's framing asks for level crops: then,
+// as the labeler does, a face's roll is worth finding before cropping it.
+func levelsAny(metas []tflite.Meta) bool {
+	return slices.ContainsFunc(metas, func(m tflite.Meta) bool { return m.Framing.Level })
 }
 
 // framingOf converts a model's framing metadata into the pipeline's type.

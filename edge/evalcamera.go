@@ -123,6 +123,7 @@ type cameraWorker struct {
 	detector *pipeline.Detector
 	boxes    []pipeline.Box
 	tasks    []*cameraTask
+	levels   bool // a task's framing asks for level crops (levelsAny)
 }
 
 type cameraTask struct {
@@ -362,6 +363,7 @@ func newCameraWorker(f cameraFlags) (*cameraWorker, []tflite.Meta, func(), error
 		w.tasks = append(w.tasks, &cameraTask{meta: meta, face: pipeline.NewFaceModel(m), crop: pipeline.NewCropper(meta.Input),
 			plain: plain, probs: make([]float32, len(meta.Labels))})
 	}
+	w.levels = levelsAny(metas)
 	return w, metas, closeAll, nil
 }
 
@@ -394,8 +396,10 @@ func (w *cameraWorker) run(j cameraJob, conds []scene.Condition, seed uint64) ca
 		if pipeline.HasColor(fr.Image) {
 			img = fr.Image
 		}
-		// As the pipeline does before it crops a face.
-		box = w.detector.Level(fr.Luma, scene.Width, scene.Height, box)
+		// As the labeler does before it crops a face.
+		if w.levels {
+			box = w.detector.Level(fr.Luma, scene.Width, scene.Height, box)
+		}
 		for t, task := range w.tasks {
 			crop := task.crop.Crop(fr.Luma, scene.Width, scene.Height, img, box, framingOf(task.meta))
 			if err := task.face.ClassifyFace(crop, task.probs); err != nil {

@@ -44,10 +44,10 @@ func (c *Cropper) Color() bool { return c.color }
 // other types are converted with color.YCbCrModel, over the crop only.
 func (c *Cropper) Crop(luma []byte, w, h int, img image.Image, box Box, f Framing) []byte {
 	if !c.color {
-		c.out = c.grey(luma, w, h, box, f, c.out)
+		c.out = cropLuma(luma, w, h, box, f, c.w, c.h, &c.grid, c.out)
 		return c.out
 	}
-	c.y = c.grey(luma, w, h, box, f, c.y)
+	c.y = cropLuma(luma, w, h, box, f, c.w, c.h, &c.grid, c.y)
 	g, ok := cropGrid(box, f, c.w, c.h)
 	var cb, cr plane
 	var sx, sy float64
@@ -62,14 +62,6 @@ func (c *Cropper) Crop(luma []byte, w, h int, img image.Image, box Box, f Framin
 	c.cb = cropFrom(cb, sx, sy, box, f, c.w, c.h, &c.grid, c.cb)
 	c.cr = cropFrom(cr, sx, sy, box, f, c.w, c.h, &c.grid, c.cr)
 	return c.interleave()
-}
-
-// grey is [Crop] into dst with the Cropper's own scratch for turned boxes.
-func (c *Cropper) grey(luma []byte, w, h int, box Box, f Framing, dst []byte) []byte {
-	if len(luma) < w*h {
-		return fill(dst, c.w, c.h, outside)
-	}
-	return cropFrom(greyPlane(luma, w, h), 1, 1, box, f, c.w, c.h, &c.grid, dst)
 }
 
 // interleave packs the crop's Y, Cb and Cr planes into c.out, pixel by pixel.

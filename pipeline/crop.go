@@ -48,10 +48,16 @@ const outside = 128
 // all-grey crop; outW or outH < 1 gives an empty slice.
 func Crop(luma []byte, w, h int, box Box, f Framing, outW, outH int, dst []byte) []byte {
 	var scratch []byte
+	return cropLuma(luma, w, h, box, f, outW, outH, &scratch, dst)
+}
+
+// cropLuma is Crop with the scratch of a turned crop supplied by the caller
+// (a [Cropper] keeps its own).
+func cropLuma(luma []byte, w, h int, box Box, f Framing, outW, outH int, scratch *[]byte, dst []byte) []byte {
 	if len(luma) < w*h {
 		return fill(dst, outW, outH, outside)
 	}
-	return cropFrom(greyPlane(luma, w, h), 1, 1, box, f, outW, outH, &scratch, dst)
+	return cropFrom(greyPlane(luma, w, h), 1, 1, box, f, outW, outH, scratch, dst)
 }
 
 // cropFrom resamples the framing contract's square for box out of src, a

@@ -134,6 +134,8 @@ type Detector struct {
 	cascade *pigo.Pigo
 	leveler *Leveler // nil unless cfg.Level
 	padded  []byte   // DetectPadded's canvas, reused across calls
+	// The latest DetectPadded canvas: its border and size (LevelPadded).
+	pad, padW, padH int
 }
 
 // NewDetector validates cfg and parses the embedded cascade.
@@ -175,8 +177,8 @@ func (d *Detector) Detect(luma []byte, w, h int, dst []Box) []Box {
 // width on every side. Boxes are returned in the original image's coordinates
 // and may extend beyond it. Padded crops score lower than faces in a scene
 // (pigo-facts.md accepted q > 2 on UTKFace): measure MinQ for this use.
-// Unlike Detect's, its boxes come levelled (with Level set): its callers
-// crop every face it finds, and the eyes are best found on the padded canvas.
+// Its boxes are upright; [Detector.LevelPadded] levels the one a caller
+// crops, on the same canvas.
 func (d *Detector) DetectPadded(luma []byte, w, h int, dst []Box) []Box {
 	dst = dst[:0]
 	if w <= 0 || h <= 0 || len(luma) < w*h {
@@ -205,12 +207,18 @@ func (d *Detector) DetectPadded(luma []byte, w, h int, dst []Box) []Box {
 	for i := range buf[(pad+h)*pw:] {
 		buf[(pad+h)*pw+i] = 128
 	}
-	dst = d.detect(buf, pw, ph, float64(pad), dst)
-	for i := range dst {
-		b := Box{X: dst[i].X + float64(pad), Y: dst[i].Y + float64(pad), S: dst[i].S}
-		dst[i].Roll = d.Level(buf, pw, ph, b).Roll
-	}
-	return dst
+	d.pad, d.padW, d.padH = pad, pw, ph
+	return d.detect(buf, pw, ph, float64(pad), dst)
+}
+
+// LevelPadded is [Detector.Level] for b, a box the latest DetectPadded
+// returned, read on that call's padded canvas: the eyes and the face
+// cascade's check see the face as DetectPadded's scan did, border included.
+// Before any DetectPadded call it returns b upright.
+func (d *Detector) LevelPadded(b Box) Box {
+	p := float64(d.pad)
+	b.Roll = d.Level(d.padded[:d.padW*d.padH], d.padW, d.padH, Box{X: b.X + p, Y: b.Y + p, S: b.S}).Roll
+	return b
 }
 
 func (d *Detector) detect(luma []byte, w, h int, offset float64, dst []Box) []Box {
@@ -292,10 +300,10 @@ func (d *Detector) Level(luma []byte, w, h int, box Box) Box {
 	if !ok || roll == 0 {
 		return box
 	}
-	// pigo turns its windows the other way round from Box.Roll. k is never
-	// 0 while the Leveler's least roll (6°) exceeds half a turnStep.
+	// pigo turns its windows the other way round from Box.Roll. k is not 0:
+	// the Leveler's least roll (6°) exceeds half a turnStep.
 	k := math.Round(-roll / turnStep)
-	if k == 0 || d.faceScore(luma, w, h, box, k) >= d.faceScore(luma, w, h, box, 0) {
+	if d.faceScore(luma, w, h, box, k) >= d.faceScore(luma, w, h, box, 0) {
 		box.Roll = roll
 	}
 	return box

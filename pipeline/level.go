@@ -53,7 +53,7 @@ type Leveler struct {
 	codes                []int8  // per tree node: row1, col1, row2, col2
 	preds                []float32
 	jitter               [perturbs][3]float32 // row, col (window sides), scale factor
-	rows, cols           []float32            // scratch for the medians
+	rows, cols           [perturbs]float32    // scratch for the medians
 }
 
 // NewLeveler parses the embedded pupil cascade.
@@ -66,8 +66,6 @@ func NewLeveler() (*Leveler, error) {
 	for i := range l.jitter {
 		l.jitter[i] = [3]float32{0.15 * (0.5 - rng.Float32()), 0.15 * (0.5 - rng.Float32()), 0.925 + 0.15*rng.Float32()}
 	}
-	l.rows = make([]float32, perturbs)
-	l.cols = make([]float32, perturbs)
 	return l, nil
 }
 
@@ -165,8 +163,8 @@ func (l *Leveler) locate(luma []byte, w, h int, r, c, s, sin, cos float64) (floa
 		l.rows[i], l.cols[i] = l.run(luma, w, h,
 			float32(r+s*float64(j[0])), float32(c+s*float64(j[1])), float32(s)*j[2], float32(sin), float32(cos))
 	}
-	slices.Sort(l.rows)
-	slices.Sort(l.cols)
+	slices.Sort(l.rows[:])
+	slices.Sort(l.cols[:])
 	return float64(l.rows[perturbs/2]), float64(l.cols[perturbs/2])
 }
 

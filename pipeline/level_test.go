@@ -160,8 +160,8 @@ func BenchmarkLevel(b *testing.B) {
 	}
 }
 
-// TestDetectPaddedLevels: DetectPadded, whose callers crop every face it
-// finds, returns them levelled, with the roll found on its padded canvas.
+// TestDetectPaddedLevels: LevelPadded levels a box DetectPadded returned,
+// with the roll found on its padded canvas.
 func TestDetectPaddedLevels(t *testing.T) {
 	frame := frame640(t, "nasa_ed_white.jpg")
 	cfg := DefaultDetectorConfig()
@@ -184,6 +184,10 @@ func TestDetectPaddedLevels(t *testing.T) {
 	if len(boxes) == 0 {
 		t.Fatal("no face in the turned crop")
 	}
+	if boxes[0].Roll != 0 {
+		t.Fatalf("DetectPadded's box has roll %v; it levels nothing itself", boxes[0].Roll)
+	}
+	boxes[0] = d.LevelPadded(boxes[0])
 	if got := (boxes[0].Roll - upright) / degree; math.Abs(got-15) > 4.5 {
 		t.Fatalf("roll %.1f° relative to upright, want about 15°", got)
 	}
@@ -191,7 +195,7 @@ func TestDetectPaddedLevels(t *testing.T) {
 	if d, err = NewDetector(cfg); err != nil {
 		t.Fatal(err)
 	}
-	if boxes = d.DetectPadded(crop, side, side, boxes); len(boxes) == 0 || boxes[0].Roll != 0 {
+	if boxes = d.DetectPadded(crop, side, side, boxes); len(boxes) == 0 || d.LevelPadded(boxes[0]).Roll != 0 {
 		t.Fatalf("Level off: boxes %+v, want one upright box", boxes)
 	}
 }
