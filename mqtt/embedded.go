@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -17,6 +18,18 @@ import (
 
 // DefaultEmbeddedAddr is where the embedded broker listens by default.
 const DefaultEmbeddedAddr = "127.0.0.1:1883"
+
+// The embedded broker's limits. edge's own messages are about a kilobyte and
+// its subscribers are a handful of local programs; mochi-mqtt's defaults
+// (no packet size limit, no client limit, no deadline before CONNECT) would
+// let one misbehaving local client allocate up to 256 MiB with a single
+// fixed header, hold a connection open forever, or open sockets without end
+// on a device with little memory.
+const (
+	DefaultEmbeddedMaxClients     = 64
+	DefaultEmbeddedMaxPacketBytes = 256 << 10
+	DefaultEmbeddedConnectTimeout = 10 * time.Second
+)
 
 // Embedded is an in-process MQTT broker (mochi-mqtt) for installations
 // without a broker of their own.
@@ -34,6 +47,8 @@ type EmbeddedOption func(*embeddedConfig)
 type embeddedConfig struct {
 	log            *slog.Logger
 	user, password string
+	maxClients     int
+	connectTimeout time.Duration
 }
 
 // WithEmbeddedLogger sets the broker's logger (default: slog.Default()).
@@ -48,6 +63,15 @@ func WithRemoteCredentials(username, password string) EmbeddedOption {
 	return func(c *embeddedConfig) { c.user, c.password = username, password }
 }
 
+// WithEmbeddedLimits sets how many clients may be connected at once
+// (DefaultEmbeddedMaxClients) and how long a new connection may take to send
+// its CONNECT packet before it is closed (DefaultEmbeddedConnectTimeout).
+// A client over the limit gets CONNACK "server unavailable" (MQTT 5: "server
+// busy").
+func WithEmbeddedLimits(maxClients int, connectTimeout time.Duration) EmbeddedOption {
+	return func(c *embeddedConfig) { c.maxClients, c.connectTimeout = maxClients, connectTimeout }
+}
+
 // StartEmbedded starts a broker listening on addr ("" means
 // DefaultEmbeddedAddr; port 0 picks a free port, see Addr). The address must
 // be a loopback one unless WithRemoteCredentials is given. The broker stops
@@ -56,9 +80,12 @@ func StartEmbedded(ctx context.Context, addr string, opts ...EmbeddedOption) (*E
 	if addr == "" {
 		addr = DefaultEmbeddedAddr
 	}
-	cfg := embeddedConfig{log: slog.Default()}
+	cfg := embeddedConfig{log: slog.Default(), maxClients: DefaultEmbeddedMaxClients, connectTimeout: DefaultEmbeddedConnectTimeout}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.maxClients < 1 || cfg.connectTimeout <= 0 {
+		return nil, fmt.Errorf("mqtt: embedded broker limits: %d clients, connect timeout %v: both must be positive", cfg.maxClients, cfg.connectTimeout)
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -73,12 +100,20 @@ func StartEmbedded(ctx context.Context, addr string, opts ...EmbeddedOption) (*E
 		return nil, err
 	}
 	log := cfg.log.With("component", "mqtt-broker")
-	srv := mochi.New(&mochi.Options{Logger: log})
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.MaximumClients = int64(cfg.maxClients)
+	caps.MaximumPacketSize = DefaultEmbeddedMaxPacketBytes
+	srv := mochi.New(&mochi.Options{Logger: log, Capabilities: caps})
 	if err := srv.AddHook(&loopbackAuth{user: cfg.user, password: cfg.password}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: embedded broker auth hook: %w", err)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "edge", Address: addr})
+	nl, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: embedded broker listen on %s: %w", addr, err)
+	}
+	l := listeners.NewNet("edge", connectDeadline{Listener: nl, timeout: cfg.connectTimeout})
 	if err := srv.AddListener(l); err != nil {
+		_ = nl.Close()
 		return nil, fmt.Errorf("mqtt: embedded broker listen on %s: %w", addr, err)
 	}
 	if err := srv.Serve(); err != nil {
@@ -117,6 +152,30 @@ func (e *Embedded) Close() error {
 		close(e.stopped)
 	})
 	return err
+}
+
+// connectDeadline gives every accepted connection a deadline for its CONNECT
+// packet. mochi-mqtt sets none until CONNECT has been read, and then replaces
+// it with the client's keepalive.
+type connectDeadline struct {
+	net.Listener
+	timeout time.Duration
+}
+
+// Accept returns the next connection that took its deadline. An error ends
+// mochi-mqtt's accept loop, so a connection that cannot take one is closed and
+// skipped rather than reported.
+func (l connectDeadline) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if err := c.SetDeadline(time.Now().Add(l.timeout)); err == nil {
+			return c, nil
+		}
+		_ = c.Close()
+	}
 }
 
 func isLoopbackHost(host string) bool {

@@ -3,6 +3,8 @@ package mqtt
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -195,5 +197,123 @@ func TestSubscribeErrors(t *testing.T) {
 	}
 	if err := Subscribe(ctx, "mqtts://127.0.0.1:1", "edge", h, WithTLS(TLSConfig{CAFile: "/nonexistent/ca.pem"})); err == nil || !strings.Contains(err.Error(), "CA file") {
 		t.Errorf("missing CA: %v", err)
+	}
+}
+
+// connectPacket is an MQTT 3.1.1 CONNECT with a clean session, keepalive 60 s
+// and client ID id.
+func connectPacket(id string) []byte {
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, byte(len(id))}
+	body = append(body, id...)
+	return append([]byte{0x10, byte(len(body))}, body...)
+}
+
+// dialEmbedded opens a raw TCP connection to e with a read deadline.
+func dialEmbedded(t *testing.T, e *Embedded) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", e.Addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// connack sends CONNECT as id on c and returns the CONNACK return code.
+func connack(t *testing.T, c net.Conn, id string) byte {
+	t.Helper()
+	if _, err := c.Write(connectPacket(id)); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(c, ack); err != nil {
+		t.Fatalf("%s: reading CONNACK: %v", id, err)
+	}
+	if ack[0] != 0x20 || ack[1] != 2 {
+		t.Fatalf("%s: got % x, want a CONNACK", id, ack)
+	}
+	return ack[3]
+}
+
+// closedByBroker reports whether the broker closed c (EOF or reset) before
+// c's read deadline.
+func closedByBroker(c net.Conn) (bool, error) {
+	_, err := c.Read(make([]byte, 64))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false, err
+	}
+	return err != nil, err
+}
+
+func TestEmbeddedLimits(t *testing.T) {
+	e, err := StartEmbedded(context.Background(), "127.0.0.1:0", WithEmbeddedLogger(testLogger(t)),
+		WithEmbeddedLimits(2, 300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+
+	t.Run("clients beyond the cap are refused", func(t *testing.T) {
+		a, b := dialEmbedded(t, e), dialEmbedded(t, e)
+		if rc := connack(t, a, "a"); rc != 0 {
+			t.Fatalf("first client: return code %d, want 0", rc)
+		}
+		if rc := connack(t, b, "b"); rc != 0 {
+			t.Fatalf("second client: return code %d, want 0", rc)
+		}
+		if rc := connack(t, dialEmbedded(t, e), "c"); rc != 3 {
+			t.Fatalf("third client: return code %d, want 3 (server unavailable)", rc)
+		}
+		a.Close()
+		// The slot frees once the broker has seen a go; poll for it.
+		deadline := time.Now().Add(3 * time.Second)
+		for rc := byte(3); rc != 0; {
+			if time.Now().After(deadline) {
+				t.Fatal("a slot did not free after a client left")
+			}
+			rc = connack(t, dialEmbedded(t, e), "d")
+			if rc != 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+
+	t.Run("a silent connection is closed", func(t *testing.T) {
+		c := dialEmbedded(t, e)
+		if closed, err := closedByBroker(c); !closed {
+			t.Fatalf("connection that sent nothing still open after 5 s (connect timeout 300 ms): %v", err)
+		}
+	})
+
+	t.Run("an oversized packet is refused unread", func(t *testing.T) {
+		// a connect timeout far beyond the read deadline, so that only the size limit can close it
+		e, err := StartEmbedded(context.Background(), "127.0.0.1:0", WithEmbeddedLogger(testLogger(t)),
+			WithEmbeddedLimits(2, time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() }) // after the client's own Cleanup: Close waits for its reader
+		c := dialEmbedded(t, e)
+		// a CONNECT announcing 2 MiB (remaining length 0x80 0x80 0x80 0x01)
+		if _, err := c.Write([]byte{0x10, 0x80, 0x80, 0x80, 0x01}); err != nil {
+			t.Fatal(err)
+		}
+		if closed, err := closedByBroker(c); !closed {
+			t.Fatalf("connection announcing a 2 MiB packet still open: %v", err)
+		}
+	})
+}
+
+func TestEmbeddedLimitsValidated(t *testing.T) {
+	for _, opt := range []EmbeddedOption{WithEmbeddedLimits(0, time.Second), WithEmbeddedLimits(1, 0)} {
+		e, err := StartEmbedded(context.Background(), "127.0.0.1:0", WithEmbeddedLogger(testLogger(t)), opt)
+		if err == nil {
+			e.Close()
+			t.Fatal("StartEmbedded accepted a non-positive limit")
+		}
 	}
 }
