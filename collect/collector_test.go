@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edge-sensor/edge/collect/pgtest"
+	"github.com/edge-sensor/edge/internal/proctest"
 	"github.com/edge-sensor/edge/mqtt"
 	"github.com/edge-sensor/edge/mqtt/mqtttest"
 )
@@ -243,7 +244,7 @@ func get(t *testing.T, url string) string {
 // name the cause, and the log says it once, not on every retry.
 func TestCollectorBrokerRefusalVisible(t *testing.T) {
 	broker := mqtttest.StartSecureMosquitto(t, "collector", "right", mqtttest.NewPKI(t, t.TempDir()))
-	var logs mqtttest.SyncBuffer
+	var logs proctest.SyncBuffer
 	c, err := New(Config{BrokerURL: broker.URL(), ClientID: "c1", Username: "collector", Password: "wrong",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nopWriter{})
 	if err != nil {

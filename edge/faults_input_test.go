@@ -33,6 +33,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/edge-sensor/edge/internal/proctest"
 	"github.com/edge-sensor/edge/mqtt"
 	"github.com/edge-sensor/edge/mqtt/mqtttest"
 )
@@ -322,7 +323,7 @@ func TestFaultHugeImages(t *testing.T) {
 				"EDGE_LOOP=true", "EDGE_FPS=2", "EDGE_PUBLISH_INTERVAL=2s", "EDGE_LOG_LEVEL=info")
 			var preview string
 			if tc.within {
-				preview = fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+				preview = fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 				env = append(env, "EDGE_PREVIEW_ADDR="+preview, "EDGE_FPS=0")
 			}
 			cmd, logs := startEdge(t, env)
@@ -483,11 +484,11 @@ func tail(s string, n int) string {
 func TestFaultPreviewPort(t *testing.T) {
 	broker := mqtttest.StartMosquitto(t)
 	col := collectStatsAs(t, broker.URL(), "faults-preview")
-	addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	cmd := exec.Command("bash", "-c", `ulimit -n 1024 && exec "$0" run`, edgeBinary(t))
 	cmd.Env = edgeEnv(t, broker.URL(), "EDGE_SOURCE=../camera/testdata/people.tar", "EDGE_LOOP=true",
 		"EDGE_FPS=10", "EDGE_PUBLISH_INTERVAL=2s", "EDGE_PREVIEW_ADDR="+addr, "EDGE_LOG_LEVEL=info")
-	var logs mqtttest.SyncBuffer
+	var logs proctest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -501,7 +502,7 @@ func TestFaultPreviewPort(t *testing.T) {
 			t.Logf("edge run output:\n%s", tail(logs.String(), 4000))
 		}
 	})
-	mqtttest.WaitListening(t, addr, 30*time.Second)
+	proctest.WaitListening(t, addr, 30*time.Second)
 	waitStats(col, 20*time.Second, func(s []mqtt.Stats) bool { return len(s) >= 1 })
 
 	// DNS rebinding: the browser sends the attacker's name as Host.
@@ -649,7 +650,7 @@ func TestFaultCameraAtStart(t *testing.T) {
 	ln.Close() // nothing listens: connection refused
 	broker := mqtttest.StartMosquitto(t)
 	col := collectStatsAs(t, broker.URL(), "faults-atstart")
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	cmd, logs := startEdge(t, edgeEnv(t, broker.URL(), "EDGE_SOURCE=http://"+camAddr+"/video", "EDGE_FPS=10",
 		"EDGE_PUBLISH_INTERVAL=2s", "EDGE_LOG_LEVEL=info", "EDGE_PREVIEW_ADDR="+httpAddr))
 	exited := make(chan error, 1)

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-sensor/edge/internal/proctest"
 	"github.com/edge-sensor/edge/mqtt"
 	"github.com/edge-sensor/edge/mqtt/mqtttest"
 )
@@ -135,7 +136,7 @@ func TestFaultStateDirFull(t *testing.T) {
 	broker := mqtttest.StartMosquitto(t, "persistence true", "persistence_location "+t.TempDir()+"/", "autosave_interval 1")
 	col := collectStats(t, broker.URL()) // persistent session: it keeps its subscription across the broker's restart
 	state := smallTmpfs(t, 256<<10)
-	addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	cmd, logs := startEdge(t, edgeEnv(t, broker.URL(), "EDGE_SOURCE="+loopFrames(t), "EDGE_LOOP=true", "EDGE_FPS=5",
 		"EDGE_PUBLISH_INTERVAL=1s", "EDGE_STATE_DIR="+state, "EDGE_QUEUE_MEMORY_MAX=2",
 		"EDGE_PREVIEW_ADDR="+addr, "EDGE_PREVIEW=false"))
@@ -238,7 +239,7 @@ func TestFaultStateDirUnwritable(t *testing.T) {
 	broker := mqtttest.StartMosquitto(t)
 	col := collectStats(t, broker.URL())
 	state := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	cmd, logs := startEdge(t, edgeEnv(t, broker.URL(), "EDGE_SOURCE="+loopFrames(t), "EDGE_LOOP=true", "EDGE_FPS=5",
 		"EDGE_PUBLISH_INTERVAL=1s", "EDGE_STATE_DIR="+state, "EDGE_PREVIEW_ADDR="+addr, "EDGE_PREVIEW=false"))
 	queue, counterTmp := filepath.Join(state, "queue"), filepath.Join(state, "window.tmp")
@@ -335,7 +336,7 @@ func TestFaultBrokerRefusal(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	cmd, logs := startEdge(t, edgeEnv(t, broker.URL(), "EDGE_SOURCE="+loopFrames(t), "EDGE_LOOP=true", "EDGE_FPS=5",
 		"EDGE_PUBLISH_INTERVAL=1s", "EDGE_MQTT_USERNAME=cam-1", "EDGE_MQTT_PASSWORD=wrong",
 		"EDGE_PREVIEW_ADDR="+addr, "EDGE_PREVIEW=false", "NOTIFY_SOCKET="+sock))

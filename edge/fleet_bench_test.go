@@ -17,6 +17,7 @@ import (
 
 	"github.com/edge-sensor/edge/collect"
 	"github.com/edge-sensor/edge/collect/pgtest"
+	"github.com/edge-sensor/edge/internal/proctest"
 	"github.com/edge-sensor/edge/mqtt"
 	"github.com/edge-sensor/edge/mqtt/mqtttest"
 )
@@ -97,7 +98,7 @@ func TestFleetLoad(t *testing.T) {
 	ca, cert, key := pki.CA, pki.ServerCert, pki.ServerKey
 	passwd := filepath.Join(dir, "passwd")
 	mqtttest.WritePasswordFile(t, passwd, [2]string{"collector", "collector-secret"}, [2]string{"sim", "sim-secret"})
-	port := mqtttest.FreePort(t)
+	port := proctest.FreePort(t)
 	set := map[string]string{
 		"persistence_location": dir + "/", "password_file": passwd,
 		"listener": fmt.Sprintf("%d 127.0.0.1", port), "certfile": cert, "keyfile": key,
@@ -117,13 +118,13 @@ func TestFleetLoad(t *testing.T) {
 	defer pub.Close()
 
 	collectorEnv := func(dbURL, prefix, id string) ([]string, string) {
-		addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 		return []string{"EDGE_DATABASE_URL=" + dbURL, "EDGE_MQTT_URL=" + brokerURL, "EDGE_MQTT_CA=" + ca,
 			"EDGE_MQTT_USERNAME=collector", "EDGE_MQTT_PASSWORD=collector-secret", "EDGE_MQTT_PREFIX=" + prefix,
 			"EDGE_COLLECT_CLIENT_ID=" + id, "EDGE_COLLECT_SHARE_GROUP=" + prefix, "EDGE_COLLECT_ADDR=" + addr,
 			"EDGE_LOG_LEVEL=warn"}, addr
 	}
-	logs := &mqtttest.SyncBuffer{}
+	logs := &proctest.SyncBuffer{}
 	defer func() {
 		if t.Failed() {
 			t.Logf("collectors:\n%s", logs.String())

@@ -20,6 +20,7 @@ import (
 
 	"github.com/edge-sensor/edge/collect"
 	"github.com/edge-sensor/edge/collect/pgtest"
+	"github.com/edge-sensor/edge/internal/proctest"
 	"github.com/edge-sensor/edge/mqtt"
 	"github.com/edge-sensor/edge/mqtt/mqtttest"
 )
@@ -73,7 +74,7 @@ type linkProxy struct {
 }
 
 func startLinkProxy(t *testing.T, target string) *linkProxy {
-	p := &linkProxy{t: t, addr: fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t)), target: target, conns: map[net.Conn]bool{}}
+	p := &linkProxy{t: t, addr: fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t)), target: target, conns: map[net.Conn]bool{}}
 	p.restore()
 	t.Cleanup(p.cut)
 	return p
@@ -127,11 +128,11 @@ type collectProc struct {
 	env  []string
 	addr string
 	cmd  *exec.Cmd
-	out  *mqtttest.SyncBuffer
+	out  *proctest.SyncBuffer
 	done chan struct{}
 }
 
-func startCollectProc(t *testing.T, env []string, addr string, out *mqtttest.SyncBuffer) *collectProc {
+func startCollectProc(t *testing.T, env []string, addr string, out *proctest.SyncBuffer) *collectProc {
 	t.Helper()
 	p := &collectProc{t: t, env: env, addr: addr, out: out, done: make(chan struct{})}
 	p.cmd = exec.Command(edgeBinary(t), "collect")
@@ -223,13 +224,13 @@ func TestFleetEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	centralPort := mqtttest.FreePort(t)
+	centralPort := proctest.FreePort(t)
 	mqtttest.StartMosquittoConfig(t, exampleConfig(t, "central.conf.example", map[string]string{
 		"persistence_location": filepath.Join(dir, "central") + "/", "password_file": passwd,
 		"listener": fmt.Sprintf("%d 127.0.0.1", centralPort), "certfile": cert, "keyfile": key,
 	}), centralPort)
 	link := startLinkProxy(t, fmt.Sprintf("127.0.0.1:%d", centralPort))
-	sitePort := mqtttest.FreePort(t)
+	sitePort := proctest.FreePort(t)
 	mqtttest.StartMosquittoConfig(t, exampleConfig(t, "site.conf.example", map[string]string{
 		"persistence_location": filepath.Join(dir, "site") + "/", "listener": fmt.Sprintf("%d 127.0.0.1", sitePort),
 		"address": link.addr, "bridge_cafile": ca, "remote_password": "site-secret",
@@ -240,9 +241,9 @@ func TestFleetEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	logs := map[string]*mqtttest.SyncBuffer{"a": {}, "b": {}}
+	logs := map[string]*proctest.SyncBuffer{"a": {}, "b": {}}
 	env := func(id string) ([]string, string) {
-		addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 		return []string{
 			"EDGE_DATABASE_URL=" + dbURL, fmt.Sprintf("EDGE_MQTT_URL=ssl://127.0.0.1:%d", centralPort), "EDGE_MQTT_CA=" + ca,
 			"EDGE_MQTT_USERNAME=collector", "EDGE_MQTT_PASSWORD=collector-secret", "EDGE_COLLECT_CLIENT_ID=collector-" + id,

@@ -15,6 +15,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/edge-sensor/edge/internal/proctest"
 	"github.com/edge-sensor/edge/mqtt/mqtttest"
 )
 
@@ -109,7 +110,7 @@ func TestRunLeaksNoSecret(t *testing.T) {
 		{name: "camera URL", env: []string{"EDGE_MQTT_URL=" + tlsURL, "EDGE_SOURCE=ftp://" + urlUser + ":" + urlPass + "@camera/x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+			addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 			env := append(edgeEnv(t, "", "EDGE_SOURCE="+frames, "EDGE_LOOP=true", "EDGE_FPS=5",
 				"EDGE_PUBLISH_INTERVAL=1s", "EDGE_DIAGNOSTICS_INTERVAL=1s", "EDGE_PREVIEW_ADDR="+addr), tc.env...)
 			cmd := exec.Command(edgeBinary(t), "run")

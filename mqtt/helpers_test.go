@@ -13,13 +13,14 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/edge-sensor/edge/internal/proctest"
 	"github.com/edge-sensor/edge/mqtt/mqtttest"
 )
 
 // --- logging ---
 
 // syncBuffer is a goroutine-safe log sink dumped when a test fails.
-type syncBuffer = mqtttest.SyncBuffer
+type syncBuffer = proctest.SyncBuffer
 
 // testLogger logs into a buffer that is printed only if the test fails
 // (logging to t directly would panic in goroutines outliving the test).
@@ -36,10 +37,10 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // --- ports and brokers (mqtttest runs the real mosquitto) ---
 
-func freePort(t *testing.T) int { return mqtttest.FreePort(t) }
+func freePort(t *testing.T) int { return proctest.FreePort(t) }
 
 func waitListening(t *testing.T, addr string, timeout time.Duration) {
-	mqtttest.WaitListening(t, addr, timeout)
+	proctest.WaitListening(t, addr, timeout)
 }
 
 func mosquittoPath(t *testing.T) string { return mqtttest.MosquittoPath(t) }

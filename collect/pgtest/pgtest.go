@@ -9,21 +9,20 @@ package pgtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/edge-sensor/edge/internal/proctest"
 )
 
 // BinDir finds the directory of Debian's PostgreSQL server binaries (initdb,
@@ -72,7 +71,7 @@ type Server struct {
 	Port int
 	cmd  *exec.Cmd
 	done chan struct{}
-	out  syncBuffer
+	out  proctest.SyncBuffer
 	dbs  atomic.Int64
 }
 
@@ -97,7 +96,7 @@ func Start(t testing.TB, opt Options) *Server {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	s := &Server{t: t, Dir: dir, Port: freePort(t), done: make(chan struct{})}
+	s := &Server{t: t, Dir: dir, Port: proctest.FreePort(t), done: make(chan struct{})}
 	args := []string{"-D", data, "-p", strconv.Itoa(s.Port), "-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=" + dir, "-c", "max_connections=200", "-c", "log_min_messages=warning"}
 	if !opt.Durable {
@@ -204,31 +203,4 @@ func (s *Server) NewDatabase(t testing.TB) string {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	return s.URL(name)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -3,9 +3,7 @@
 package mqtttest
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,35 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-sensor/edge/internal/proctest"
 )
-
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// WaitListening waits until something accepts TCP connections on addr.
-func WaitListening(t testing.TB, addr string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listening on %s after %v: %v", addr, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // MosquittoPath finds Debian's mosquitto. It skips the test when the broker
 // is not installed, except in CI (env CI set), where that is a failure.
@@ -70,14 +42,14 @@ type Mosquitto struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    SyncBuffer
+	out    proctest.SyncBuffer
 }
 
 // StartMosquitto starts a broker with persistence off and anonymous access;
 // extraConf lines are appended to its configuration.
 func StartMosquitto(t testing.TB, extraConf ...string) *Mosquitto {
 	t.Helper()
-	m := &Mosquitto{t: t, bin: MosquittoPath(t), Port: FreePort(t)}
+	m := &Mosquitto{t: t, bin: MosquittoPath(t), Port: proctest.FreePort(t)}
 	dir := t.TempDir()
 	m.conf = filepath.Join(dir, "mosquitto.conf")
 	conf := fmt.Sprintf("log_dest stderr\nlog_type error\nlog_type warning\nallow_anonymous true\nlistener %d 127.0.0.1\n", m.Port)
@@ -124,7 +96,7 @@ func (m *Mosquitto) Start() {
 	go func() { _ = cmd.Wait(); close(exited) }()
 	m.cmd, m.exited = cmd, exited
 	m.mu.Unlock()
-	WaitListening(m.t, m.Addr(), 5*time.Second)
+	proctest.WaitListening(m.t, m.Addr(), 5*time.Second)
 }
 
 // Kill stops the broker abruptly (SIGKILL) and waits for it to exit.
@@ -143,25 +115,6 @@ func (m *Mosquitto) stop(sig syscall.Signal) {
 	_ = m.cmd.Process.Signal(sig)
 	<-m.exited
 	m.cmd = nil
-}
-
-// SyncBuffer is a goroutine-safe bytes.Buffer for logs written from
-// several goroutines (the broker's output, a test's slog handler).
-type SyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *SyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // StartMosquittoConfig starts a broker with exactly conf (plus "user root"

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/edge-sensor/edge/internal/proctest"
 )
 
 // PKI is a test CA with a server certificate for 127.0.0.1 and a client
@@ -135,10 +137,10 @@ func StartSecureMosquitto(t testing.TB, user, password string, pki PKI) *Secure 
 	if err := os.WriteFile(acl, []byte("user "+user+"\n"+rules+"user cam-1\n"+rules), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tlsPort := FreePort(t)
+	tlsPort := proctest.FreePort(t)
 	m := StartMosquitto(t, "allow_anonymous false", "password_file "+pwFile, "acl_file "+acl,
 		"listener "+strconv.Itoa(tlsPort)+" 127.0.0.1", "cafile "+pki.CA, "certfile "+pki.ServerCert, "keyfile "+pki.ServerKey,
 		"require_certificate true", "use_identity_as_username true")
-	WaitListening(t, "127.0.0.1:"+strconv.Itoa(tlsPort), 5*time.Second)
+	proctest.WaitListening(t, "127.0.0.1:"+strconv.Itoa(tlsPort), 5*time.Second)
 	return &Secure{Mosquitto: m, TLSPort: tlsPort}
 }
