@@ -1,7 +1,6 @@
 package camera
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,10 +11,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edge-sensor/edge/internal/proctest"
 )
 
 // mjpegHandler serves parts as an MJPEG stream, then ends the response
@@ -57,24 +57,6 @@ func (h *mjpegHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// logBuffer is a concurrency-safe log sink for checking what was logged.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestMJPEGStream(t *testing.T) {
 	a := encodeJPEG(t, testPicture(32, 24, 1))
@@ -122,7 +104,7 @@ func TestMJPEGServerGone(t *testing.T) {
 	a := encodeJPEG(t, testPicture(32, 24, 1))
 	h := &mjpegHandler{parts: [][]byte{a}, headerBound: "b", bodyBound: "--b", contentLength: true, hold: make(chan struct{})}
 	srv := httptest.NewServer(h)
-	var logs logBuffer
+	var logs proctest.SyncBuffer
 	s, err := Open(context.Background(), srv.URL, WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
 		WithBackoff(5*time.Millisecond, 20*time.Millisecond))
 	if err != nil {
@@ -280,7 +262,7 @@ func TestHTTPWaitsAtStart(t *testing.T) {
 	srv := httptest.NewUnstartedServer(h) // bound, not accepting yet: connection refused
 	addr := srv.Listener.Addr().String()
 	srv.Listener.Close()
-	var logs logBuffer
+	var logs proctest.SyncBuffer
 	s, err := Open(context.Background(), "http://user:secret@"+addr+"/video",
 		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), WithBackoff(5*time.Millisecond, 20*time.Millisecond))
 	if err != nil {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-sensor/edge/internal/proctest"
 )
 
 // withJPEGSize returns a copy of a baseline JPEG whose SOF0 header claims
@@ -241,7 +243,7 @@ func TestUnsortedTarMemoryBound(t *testing.T) {
 		bound int64
 		want  string
 	}{{1 << 20, "[1 3 4]"}, {100, "[4 1 3]"}} {
-		var logs logBuffer
+		var logs proctest.SyncBuffer
 		o, err := buildOptions([]Option{WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))})
 		if err != nil {
 			t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-sensor/edge/internal/proctest"
 )
 
 func TestChooseFormat(t *testing.T) {
@@ -307,7 +309,7 @@ func TestV4L2OpenErrors(t *testing.T) {
 
 func TestV4L2Reconnect(t *testing.T) {
 	cam := newFakeCamera()
-	var logs logBuffer
+	var logs proctest.SyncBuffer
 	s, rec := openFake(t, cam, slog.New(slog.NewTextHandler(&logs, nil)))
 	cam.frames <- makeYUYV(8, 4, 16)
 	if _, err := s.Next(context.Background()); err != nil {

@@ -115,7 +115,7 @@ func TestRunLeaksNoSecret(t *testing.T) {
 				"EDGE_PUBLISH_INTERVAL=1s", "EDGE_DIAGNOSTICS_INTERVAL=1s", "EDGE_PREVIEW_ADDR="+addr), tc.env...)
 			cmd := exec.Command(edgeBinary(t), "run")
 			cmd.Env = env
-			var out syncWriter
+			var out proctest.SyncBuffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -202,22 +202,4 @@ func TestRunLeaksNoSecret(t *testing.T) {
 			t.Logf("%s: %d bytes of output, pages and messages checked", tc.name, len(everything))
 		})
 	}
-}
-
-// syncWriter collects a process's output.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }
