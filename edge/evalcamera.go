@@ -62,12 +62,17 @@ type taskScore struct {
 	Accuracy float64 `json:"accuracy"`
 	// Drop is the crop-fed accuracy minus AccuracyOnFaces, in points.
 	Drop float64 `json:"drop_points"`
+	// StdErr is AccuracyOnFaces' binomial standard error, in points: at
+	// a few hundred faces it is 2-3 points, so smaller differences between
+	// conditions or models are not told apart by one run.
+	StdErr float64 `json:"std_err_points"`
 }
 
 type worstCondition struct {
 	Condition       string  `json:"condition"`
 	AccuracyOnFaces float64 `json:"accuracy_on_faces"`
 	Drop            float64 `json:"drop_points"`
+	StdErr          float64 `json:"std_err_points"`
 }
 
 // single reports whether a suite entry varies one thing: the baseline
@@ -261,8 +266,12 @@ func (r *cameraResult) finish(cropCorrect []int, d time.Duration) {
 			s.Accuracy = float64(s.Correct) / float64(max(cr.N, 1))
 			s.AccuracyOnFaces = float64(s.Correct) / float64(max(cr.Faces, 1))
 			s.Drop = 100 * (r.Crop[name] - s.AccuracyOnFaces)
+			if cr.Faces > 0 {
+				p := s.AccuracyOnFaces
+				s.StdErr = 100 * math.Sqrt(p*(1-p)/float64(cr.Faces))
+			}
 			if w, ok := r.Worst[name]; single(cr.Condition) && (!ok || s.AccuracyOnFaces < w.AccuracyOnFaces) {
-				r.Worst[name] = worstCondition{Condition: cr.Condition.Name, AccuracyOnFaces: s.AccuracyOnFaces, Drop: s.Drop}
+				r.Worst[name] = worstCondition{Condition: cr.Condition.Name, AccuracyOnFaces: s.AccuracyOnFaces, Drop: s.Drop, StdErr: s.StdErr}
 			}
 		}
 	}
@@ -445,19 +454,19 @@ func (r *cameraResult) writeText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "condition\tfaces found\t")
 	for _, t := range r.Tasks {
-		fmt.Fprintf(tw, "%s on found\t%s overall\tdrop (pts)\t", t, t)
+		fmt.Fprintf(tw, "%s on found\ts.e. (pts)\t%s overall\tdrop (pts)\t", t, t)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprint(tw, "own crops (no detector)\t-\t")
 	for _, t := range r.Tasks {
-		fmt.Fprintf(tw, "%.4f\t%.4f\t-\t", r.Crop[t], r.Crop[t])
+		fmt.Fprintf(tw, "%.4f\t-\t%.4f\t-\t", r.Crop[t], r.Crop[t])
 	}
 	fmt.Fprintln(tw)
 	for _, c := range r.Conditions {
 		fmt.Fprintf(tw, "%s\t%.3f\t", c.Condition.Name, c.FaceRate)
 		for _, t := range r.Tasks {
 			s := c.Tasks[t]
-			fmt.Fprintf(tw, "%.4f\t%.4f\t%+.1f\t", s.AccuracyOnFaces, s.Accuracy, -s.Drop)
+			fmt.Fprintf(tw, "%.4f\t%.1f\t%.4f\t%+.1f\t", s.AccuracyOnFaces, s.StdErr, s.Accuracy, -s.Drop)
 		}
 		fmt.Fprintln(tw)
 	}
@@ -466,8 +475,8 @@ func (r *cameraResult) writeText(w io.Writer) error {
 	}
 	for _, t := range r.Tasks {
 		if wc, ok := r.Worst[t]; ok {
-			fmt.Fprintf(w, "worst single condition for %s: %s, %.4f on faces found (%+.1f points from its own crops)\n",
-				t, wc.Condition, wc.AccuracyOnFaces, -wc.Drop)
+			fmt.Fprintf(w, "worst single condition for %s: %s, %.4f on faces found (%+.1f points from its own crops; one standard error %.1f)\n",
+				t, wc.Condition, wc.AccuracyOnFaces, -wc.Drop, wc.StdErr)
 		}
 	}
 	return nil

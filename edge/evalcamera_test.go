@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/edge-sensor/edge/camera/scene"
 )
 
 // TestCameraEvalEndToEnd runs `edge eval --camera` on a handful of val
@@ -69,6 +74,40 @@ func TestCameraEvalEndToEnd(t *testing.T) {
 			res.Seconds, again.Seconds = 0, 0
 			if !reflect.DeepEqual(res, again) {
 				t.Errorf("two runs differ:\n%+v\n%+v", res, again)
+			}
+		})
+	}
+}
+
+// TestCameraResultStdErr pins the standard error that the table prints
+// beside each accuracy on found faces.
+func TestCameraResultStdErr(t *testing.T) {
+	tests := []struct {
+		name           string
+		faces, correct int
+		want           float64 // points
+	}{
+		{"three quarters of 64", 64, 48, 100 * math.Sqrt(0.75*0.25/64)},
+		{"all right", 50, 50, 0},
+		{"no face found", 0, 0, 0},
+		{"half of 2500", 2500, 1250, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &cameraResult{Tasks: []string{"age"}, Sampled: 100, Crop: map[string]float64{}, Worst: map[string]worstCondition{},
+				Conditions: []conditionResult{{Condition: scene.Condition{Name: "glasses"}, N: 100, Faces: tc.faces,
+					Tasks: map[string]*taskScore{"age": {Correct: tc.correct}}}}}
+			r.finish([]int{80}, time.Second)
+			got := r.Conditions[0].Tasks["age"].StdErr
+			if math.Abs(got-tc.want) > 1e-9 || r.Worst["age"].StdErr != got {
+				t.Fatalf("std err %v (worst %v), want %v", got, r.Worst["age"].StdErr, tc.want)
+			}
+			var text bytes.Buffer
+			if err := r.writeText(&text); err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("one standard error %.1f)", tc.want); !strings.Contains(text.String(), want) {
+				t.Errorf("text lacks %q:\n%s", want, text.String())
 			}
 		})
 	}
