@@ -23,8 +23,8 @@ const DefaultEmbeddedAddr = "127.0.0.1:1883"
 // its subscribers are a handful of local programs; mochi-mqtt's defaults
 // (no packet size limit, no client limit, no deadline before CONNECT) would
 // let one misbehaving local client allocate up to 256 MiB with a single
-// fixed header, hold a connection open forever, or open sockets without end
-// on a device with little memory.
+// fixed header, keep a silent socket open forever, or connect clients
+// without end, on a device with little memory.
 const (
 	DefaultEmbeddedMaxClients     = 64
 	DefaultEmbeddedMaxPacketBytes = 256 << 10
